@@ -1,0 +1,1 @@
+"""Data: dataset readers, frames and video, faces, synthetic data, pair sampling."""

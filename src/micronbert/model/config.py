@@ -1,0 +1,178 @@
+"""Model configuration: one dataclass, loadable from YAML, with every open choice of METHOD.md named."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DMA_QUERIES = ("reference", "swapped")
+POI_MODES = ("saliency", "off")
+AGREEMENT_MODES = ("ema-mse", "dino", "off")
+REC_TARGETS = ("all", "swapped")
+
+
+@dataclass
+class ModelConfig:
+    """Every architectural and loss choice of μ-BERT (METHOD.md §2–§8).
+
+    Defaults are those of the published ``official-small`` encoder with micronbert's method defaults
+    (DMA query from the reference frame, PoI saliency weighting, EMA-MSE contextual agreement).
+    """
+
+    img_size: int = 224
+    patch_size: int = 8
+    in_chans: int = 3
+    dim: int = 512
+    depth: int = 4
+    heads: int = 4
+    mlp_dim: int = 2048
+    ln_eps: float = 1e-6
+    decoder_dim: int = 512
+    decoder_depth: int = 4
+    decoder_heads: int = 4
+    decoder_mlp_dim: int = 2048
+    # Side of the image the decoder's fixed position table is built for (published: 224); None = img_size.
+    decoder_pos_size: int | None = None
+
+    dma_heads: int = 1
+    dma_query: str = "reference"
+
+    swap_ratio: float = 0.5
+    swap_min_block: int = 4
+    swap_aspect: tuple[float, float] = (0.3, 3.3)
+
+    poi: str = "saliency"
+    agreement: str = "ema-mse"
+    agree_weight: float = 1.0
+    crop_scale: tuple[float, float] = (0.4, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    ema_momentum: float = 0.996
+    predictor_hidden: int | None = None  # None: 2·dim
+
+    dino_out_dim: int = 128
+    dino_hidden: int = 2048
+    dino_bottleneck: int = 256
+    dino_local_crops: int = 8
+    dino_local_scale: tuple[float, float] = (0.05, 0.4)
+    dino_teacher_temp: float = 0.04
+    dino_student_temp: float = 0.1
+    dino_center_momentum: float = 0.9
+
+    rec_target: str = "all"
+    norm_pix_loss: bool = False
+
+    num_classes: int = 0
+    head_dropout: float = 0.1
+    # The published checkpoint may carry an unused auxiliary classifier `fc` (dim → 1).
+    aux_head: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("swap_aspect", "crop_scale", "crop_ratio", "dino_local_scale"):
+            setattr(self, name, tuple(float(v) for v in getattr(self, name)))
+        self.validate()
+
+    @property
+    def grid_size(self) -> int:
+        return self.img_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size**2
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch_size**2 * self.in_chans
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent field."""
+        _choice("dma_query", self.dma_query, DMA_QUERIES)
+        _choice("poi", self.poi, POI_MODES)
+        _choice("agreement", self.agreement, AGREEMENT_MODES)
+        _choice("rec_target", self.rec_target, REC_TARGETS)
+        for name in ("img_size", "patch_size", "in_chans", "dim", "depth", "heads", "mlp_dim", "decoder_dim",
+                     "decoder_depth", "decoder_heads", "decoder_mlp_dim", "dma_heads", "swap_min_block"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.decoder_pos_size is not None and self.decoder_pos_size % self.patch_size:
+            raise ValueError(f"decoder_pos_size {self.decoder_pos_size} is not a multiple of patch_size")
+        for name, heads, dim in (("heads", self.heads, self.dim), ("dma_heads", self.dma_heads, self.dim),
+                                 ("decoder_heads", self.decoder_heads, self.decoder_dim)):
+            if dim % heads:
+                raise ValueError(f"{name}={heads} does not divide the width {dim}")
+        if not 0.0 < self.swap_ratio < 1.0:
+            raise ValueError(f"swap_ratio must lie in (0, 1), got {self.swap_ratio}")
+        for name in ("swap_aspect", "crop_scale", "crop_ratio", "dino_local_scale"):
+            low, high = getattr(self, name)
+            if not 0.0 < low <= high:
+                raise ValueError(f"{name} must be an increasing pair of positive numbers, got {(low, high)}")
+        if not 0.0 <= self.ema_momentum <= 1.0:
+            raise ValueError(f"ema_momentum must lie in [0, 1], got {self.ema_momentum}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
+
+    def replace(self, **overrides: Any) -> ModelConfig:
+        """A copy with some fields changed (validated)."""
+        return ModelConfig.from_dict({**self.to_dict(), **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a plain dict; unknown keys raise ``ValueError`` naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model option(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ModelConfig:
+        """Read a YAML file holding the fields (optionally under a top-level ``model:`` key)."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from err
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            data = data["model"]
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of model options")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from err
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+# Named configurations (METHOD.md §4). `tiny` is for CPU tests and the demo.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "official-small": dict(img_size=224, patch_size=8, dim=512, depth=4, heads=4, mlp_dim=2048,
+                           decoder_dim=512, decoder_depth=4, decoder_heads=4, decoder_mlp_dim=2048),
+    "base": dict(img_size=224, patch_size=16, dim=768, depth=12, heads=12, mlp_dim=3072,
+                 decoder_dim=512, decoder_depth=8, decoder_heads=16, decoder_mlp_dim=2048),
+    "tiny": dict(img_size=64, patch_size=8, dim=96, depth=2, heads=2, mlp_dim=384,
+                 decoder_dim=96, decoder_depth=1, decoder_heads=2, decoder_mlp_dim=384,
+                 dino_hidden=256, dino_bottleneck=64, dino_out_dim=64),
+}
+
+
+def named_config(name: str, **overrides: Any) -> ModelConfig:
+    """The configuration called ``name`` with ``overrides`` applied."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(CONFIGS)}")
+    return ModelConfig.from_dict({**CONFIGS[name], **overrides})

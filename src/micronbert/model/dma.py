@@ -1,0 +1,57 @@
+"""Diagonal Micro-Attention (METHOD.md §5)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DiagonalMicroAttention(nn.Module):
+    """Compares co-located patches of two frames.
+
+    With q = W_q·P_query, k = W_k·P_key, v = W_v·P_swp and scale s = (dim/h)^-1/2, per head
+    ``a_i = exp(s·q_i·k_i − logsumexp_j s·q_i·k_j)`` (the diagonal of the row softmax) and
+    ``DMA_i = W_o·(a_i·v_i)``. The N×N product with V is never formed.
+
+    ``query="reference"`` (paper) takes the query from the reference frame and the key from the swapped
+    one; ``query="swapped"`` (published code) the other way round. Parameter names (``to_q``, ``to_k``,
+    ``to_v``, ``proj``) match the published ``att`` module.
+    """
+
+    def __init__(self, dim: int, heads: int = 1, query: str = "reference") -> None:
+        super().__init__()
+        if query not in ("reference", "swapped"):
+            raise ValueError(f"DMA query must be 'reference' or 'swapped', got {query!r}")
+        if dim % heads:
+            raise ValueError(f"DMA heads={heads} does not divide the width {dim}")
+        self.heads = heads
+        self.query = query
+        self.scale = (dim // heads) ** -0.5
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(dim, dim)
+        self.to_v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        return x.reshape(batch, tokens, self.heads, dim // self.heads).transpose(1, 2)
+
+    def forward(self, reference: torch.Tensor, swapped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch tokens (B, N, dim) of both frames → (features (B, N, dim), diagonal (B, heads, N))."""
+        if reference.shape != swapped.shape:
+            raise ValueError(f"DMA needs tokens of equal shape, got {tuple(reference.shape)} "
+                             f"and {tuple(swapped.shape)}")
+        query_in, key_in = (reference, swapped) if self.query == "reference" else (swapped, reference)
+        q = self._split(self.to_q(query_in)) * self.scale
+        k = self._split(self.to_k(key_in))
+        v = self._split(self.to_v(swapped))
+        own = (q * k).sum(-1)
+        everyone = torch.logsumexp(q @ k.transpose(-2, -1), dim=-1)
+        diagonal = torch.exp(own - everyone)
+        out = (diagonal.unsqueeze(-1) * v).transpose(1, 2).reshape(swapped.shape)
+        return self.proj(out), diagonal
+
+
+def change_map(diagonal: torch.Tensor) -> torch.Tensor:
+    """The change map shown to users, 1 − a/max(a) per sample, averaged over heads: (B, h, N) → (B, N)."""
+    peak = diagonal.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(diagonal.dtype).tiny)
+    return (1.0 - diagonal / peak).mean(dim=1)

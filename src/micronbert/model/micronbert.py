@@ -1,0 +1,213 @@
+"""The μ-BERT model, readable top to bottom (METHOD.md §1–§8).
+
+Pre-training, ``model(frame_t, frame_t_delta)``:
+    1. blockwise swapping corrupts I_t with co-located blocks of I_{t+δ}, giving I_{t/s};
+    2. one shared ViT encodes I_{t+δ}, I_{t/s} (and the agreement crops) in one batch;
+    3. Diagonal Micro-Attention compares co-located patches of the two frames;
+    4. the Patch-of-Interest saliency weights the DMA features;
+    5. a decoder reconstructs I_t; the contextual agreement trains the contextual token.
+Recognition, ``model.recognize(onset, apex)``: the onset takes the I_t slot and the apex the I_{t+δ} slot,
+no swapping, and a head reads the saliency-weighted DMA features.
+
+Inputs are float images (B, C, H, W), already normalised (see ``micronbert.data.transforms``).
+Parameter names follow the published checkpoint (``backbone``, ``att``, ``decoder_*``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .dma import DiagonalMicroAttention
+from .heads import RecognitionHead
+from .poi import build_agreement, build_encoder, poi_saliency
+from .swapping import blockwise_swap_mask, swap_patches
+from .vit import Block, init_vit_weights, resize_pos_table, sincos_2d
+
+
+def check_frames(patch_size: int, in_chans: int, **frames: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the argument at fault unless every frame batch is a finite float
+    (B, in_chans, H, W) tensor with H, W multiples of the patch, all of one shape."""
+    shapes = {}
+    for name, frame in frames.items():
+        if not isinstance(frame, torch.Tensor):
+            raise ValueError(f"{name}: expected a torch.Tensor, got {type(frame).__name__}")
+        if frame.ndim != 4:
+            raise ValueError(f"{name}: expected a (B, C, H, W) batch, got shape {tuple(frame.shape)}")
+        if not frame.is_floating_point():
+            raise ValueError(f"{name}: expected a float tensor (normalised image), got {frame.dtype}")
+        if frame.shape[1] != in_chans:
+            raise ValueError(f"{name}: expected {in_chans} channels, got {frame.shape[1]} "
+                             "(replicate grey frames to 3 channels)")
+        height, width = frame.shape[-2:]
+        if height % patch_size or width % patch_size:
+            raise ValueError(f"{name}: size {height}×{width} is not a multiple of the patch size {patch_size}")
+        if not bool(torch.isfinite(frame).all()):
+            raise ValueError(f"{name}: contains NaN or infinite values")
+        shapes[name] = tuple(frame.shape)
+    if len(set(shapes.values())) > 1:
+        raise ValueError("frames of a pair must have the same shape, got "
+                         + ", ".join(f"{name} {shape}" for name, shape in shapes.items()))
+
+
+class MicronBERT(nn.Module):
+    """μ-BERT: encoder, DMA, PoI, decoder, optional recognition head (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.backbone = build_encoder(c)
+        self.att = DiagonalMicroAttention(c.dim, c.dma_heads, c.dma_query)
+        self.decoder_embed = nn.Linear(c.dim, c.decoder_dim)
+        decoder_grid = (c.decoder_pos_size or c.img_size) // c.patch_size
+        self.register_buffer("decoder_pos_embed", sincos_2d(c.decoder_dim, decoder_grid).unsqueeze(0))
+        self.decoder_blocks = nn.ModuleList(Block(c.decoder_dim, c.decoder_heads, c.decoder_mlp_dim, c.ln_eps)
+                                            for _ in range(c.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(c.decoder_dim, eps=c.ln_eps)
+        self.decoder_pred = nn.Linear(c.decoder_dim, c.patch_dim)
+        init_vit_weights(self.att)
+        init_vit_weights(self.decoder_embed)
+        init_vit_weights(self.decoder_blocks)
+        init_vit_weights(self.decoder_norm)
+        init_vit_weights(self.decoder_pred)
+        self.agreement = build_agreement(c, self.backbone)
+        self.head = RecognitionHead(c.dim, c.num_classes, c.head_dropout, c.ln_eps) if c.num_classes else None
+        self.fc = nn.Linear(c.dim, 1) if c.aux_head else None
+
+    # ----------------------------------------------------------------- building blocks (public API)
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Encoder output (B, 1 + N, dim), the contextual token first."""
+        return self.backbone(images)
+
+    def dma(self, ref_tokens: torch.Tensor, swp_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """DMA between two outputs of :meth:`encode` → (features (B, N, dim), diagonal (B, heads, N))."""
+        return self.att(ref_tokens[:, 1:], swp_tokens[:, 1:])
+
+    def saliency(self, ref_tokens: torch.Tensor) -> torch.Tensor:
+        """PoI saliency (B, N) of the reference frame, mean 1 per sample."""
+        return poi_saliency(ref_tokens[:, 1:], ref_tokens[:, 0], self.config.ln_eps)
+
+    def weighted(self, features: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
+        """F_i = S_i · DMA_i, or the DMA features unchanged when ``poi="off"``."""
+        return features * saliency.unsqueeze(-1) if self.config.poi == "saliency" else features
+
+    def decode(self, features: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Weighted DMA features (B, N, dim) → per-patch pixel predictions (B, N, p·p·C)."""
+        x = self.decoder_embed(features)
+        x = x + resize_pos_table(self.decoder_pos_embed, grid_h, grid_w)[:, 1:].to(x.dtype)
+        for block in self.decoder_blocks:
+            x = block(x)
+        return self.decoder_pred(self.decoder_norm(x))
+
+    def patchify(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → (B, N, p·p·C), each patch flattened in (row, column, channel) order."""
+        p = self.config.patch_size
+        batch, chans, height, width = images.shape
+        x = images.reshape(batch, chans, height // p, p, width // p, p)
+        return x.permute(0, 2, 4, 3, 5, 1).reshape(batch, (height // p) * (width // p), p * p * chans)
+
+    def unpatchify(self, patches: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Inverse of :meth:`patchify`."""
+        p, chans = self.config.patch_size, self.config.in_chans
+        x = patches.reshape(patches.shape[0], grid_h, grid_w, p, p, chans)
+        return x.permute(0, 5, 1, 3, 2, 4).reshape(patches.shape[0], chans, grid_h * p, grid_w * p)
+
+    # ----------------------------------------------------------------------------- pre-training
+    def forward(self, frame_t: torch.Tensor, frame_t_delta: torch.Tensor,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Self-supervised step on a pair (I_t, I_{t+δ}).
+
+        Returns ``loss`` (= rec_loss + λ·agree_loss), ``rec_loss``, ``agree_loss``, ``pred`` (B, N, p·p·C),
+        ``swap_mask`` (B, N) bool, ``swapped`` (the corrupted I_{t/s}), ``dma_map`` (the DMA diagonal,
+        (B, heads, N); :func:`micronbert.model.dma.change_map` turns it into the change map) and
+        ``saliency`` (B, N).
+        """
+        c = self.config
+        check_frames(c.patch_size, c.in_chans, frame_t=frame_t, frame_t_delta=frame_t_delta)
+        batch = frame_t.shape[0]
+        grid_h, grid_w = frame_t.shape[-2] // c.patch_size, frame_t.shape[-1] // c.patch_size
+        swap_mask = blockwise_swap_mask(batch, grid_h, grid_w, c.swap_ratio, min_block=c.swap_min_block,
+                                        aspect=c.swap_aspect, generator=generator, device=frame_t.device)
+        swapped = swap_patches(frame_t, frame_t_delta, swap_mask, c.patch_size)
+
+        use_agreement = self.agreement is not None and self.training
+        global_views, local_views = (self.agreement.views(frame_t_delta, generator) if use_agreement
+                                     else (frame_t.new_zeros(0, *frame_t.shape[1:]), None))
+        tokens = self.encode(torch.cat([frame_t_delta, swapped, global_views]))
+        ref_tokens, swp_tokens, view_tokens = tokens[:batch], tokens[batch:2 * batch], tokens[2 * batch:]
+
+        features, diagonal = self.dma(ref_tokens, swp_tokens)
+        saliency = self.saliency(ref_tokens)
+        pred = self.decode(self.weighted(features, saliency), grid_h, grid_w)
+        rec_loss = self.reconstruction_loss(frame_t, pred, swap_mask)
+
+        if use_agreement:
+            local_ct = self.encode(local_views)[:, 0] if local_views is not None else None
+            agree_loss = self.agreement.loss(frame_t_delta, view_tokens[:, 0], local_ct, global_views)
+        else:
+            agree_loss = torch.zeros((), device=frame_t.device)
+        loss = rec_loss + c.agree_weight * agree_loss
+        return {"loss": loss, "rec_loss": rec_loss, "agree_loss": agree_loss, "pred": pred,
+                "swap_mask": swap_mask, "swapped": swapped, "dma_map": diagonal, "saliency": saliency}
+
+    def reconstruction_loss(self, frame_t: torch.Tensor, pred: torch.Tensor,
+                            swap_mask: torch.Tensor) -> torch.Tensor:
+        """MSE to patchify(I_t) over all patches or the swapped ones, optionally per-patch normalised."""
+        target = self.patchify(frame_t)
+        if self.config.norm_pix_loss:
+            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+        per_patch = (pred.float() - target.float()).pow(2).mean(-1)
+        if self.config.rec_target == "swapped":
+            weights = swap_mask.to(per_patch.dtype)
+            return (per_patch * weights).sum() / weights.sum()
+        return per_patch.mean()
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float | None = None) -> None:
+        """EMA step of the agreement teacher (call after each optimiser step); no-op without agreement."""
+        if self.agreement is not None:
+            self.agreement.update_teacher(self.backbone, self.config.ema_momentum if momentum is None
+                                          else momentum)
+
+    # ------------------------------------------------------------------------------ recognition
+    def reset_head(self, num_classes: int, dropout: float | None = None) -> None:
+        """Attach a fresh recognition head for ``num_classes`` classes (e.g. after pre-training)."""
+        dropout = self.config.head_dropout if dropout is None else dropout
+        self.config = self.config.replace(num_classes=num_classes, head_dropout=dropout)
+        device = self.decoder_pred.weight.device
+        self.head = RecognitionHead(self.config.dim, num_classes, dropout, self.config.ln_eps).to(device)
+
+    def recognize(self, onset: torch.Tensor, apex: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Classify (onset, apex) pairs: ``logits`` (B, classes), ``dma_map`` (B, heads, N),
+        ``saliency`` (B, N) and the weighted DMA ``features`` (B, N, dim)."""
+        c = self.config
+        check_frames(c.patch_size, c.in_chans, onset=onset, apex=apex)
+        tokens = self.encode(torch.cat([apex, onset]))
+        return self.recognize_tokens(tokens[:onset.shape[0]], tokens[onset.shape[0]:])
+
+    def recognize_tokens(self, apex_tokens: torch.Tensor, onset_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`recognize` from encoder outputs (used with cached tokens in ``frozen`` mode)."""
+        if self.head is None:
+            raise ValueError("this model has no recognition head: create it with num_classes=K "
+                             "or call reset_head(K)")
+        features, diagonal = self.dma(apex_tokens, onset_tokens)
+        saliency = self.saliency(apex_tokens)
+        pool_weights = saliency if self.config.poi == "saliency" else None
+        return {"logits": self.head(features, pool_weights), "dma_map": diagonal, "saliency": saliency,
+                "features": self.weighted(features, saliency)}
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def reconstruct_images(model: MicronBERT, pred: torch.Tensor, frame_t: torch.Tensor) -> torch.Tensor:
+    """Turn ``pred`` back into an image shaped like ``frame_t`` (undoing per-patch normalisation with
+    the statistics of ``frame_t`` when ``norm_pix_loss`` is on)."""
+    p = model.config.patch_size
+    grid_h, grid_w = frame_t.shape[-2] // p, frame_t.shape[-1] // p
+    if model.config.norm_pix_loss:
+        target = model.patchify(frame_t)
+        pred = pred * (target.var(-1, keepdim=True) + 1e-6).sqrt() + target.mean(-1, keepdim=True)
+    return model.unpatchify(pred, grid_h, grid_w)
+

@@ -1,0 +1,1 @@
+"""Training: pre-training, fine-tuning, protocols and metrics."""

@@ -1,0 +1,73 @@
+"""Pictures people would rather look at than read: DMA change maps and PoI saliency over the face."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def patch_map_to_image(values: np.ndarray, grid_h: int, grid_w: int, height: int, width: int) -> np.ndarray:
+    """A per-patch map (N,) → a (height, width) image, each patch a constant block (nearest)."""
+    grid = np.asarray(values, dtype=np.float32).reshape(grid_h, grid_w)
+    return np.kron(grid, np.ones((height // grid_h, width // grid_w), dtype=np.float32))
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """Blend a heat map (scaled to [0, 1] by its own range) over an RGB uint8 image."""
+    heat = np.asarray(heat, dtype=np.float32)
+    span = float(heat.max() - heat.min())
+    heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
+    colours = plt.get_cmap(cmap)(heat)[..., :3] * 255.0
+    return (image.astype(np.float32) * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+
+
+def save_figure_atomically(figure: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write a figure as PNG through a temporary file, then close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix=".png", prefix=f".{path.stem}.", dir=path.parent)
+    os.close(handle)
+    try:
+        figure.savefig(temporary, dpi=dpi, bbox_inches="tight")
+        os.replace(temporary, path)
+    finally:
+        plt.close(figure)
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def pair_maps_figure(onset: np.ndarray, apex: np.ndarray, change: np.ndarray, saliency: np.ndarray,
+                     title: str = "", probabilities: Sequence[float] | None = None,
+                     class_names: Sequence[str] | None = None, truth: np.ndarray | None = None) -> plt.Figure:
+    """Onset, apex, DMA change map and PoI saliency over the apex; class probabilities as bars if given.
+
+    ``change`` and ``saliency`` are (H, W) images (see :func:`patch_map_to_image`); ``truth``, a boolean
+    (H, W) mask of where the face really moved, is outlined in white on the change map.
+    """
+    panels = 5 if probabilities is not None else 4
+    figure, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.4))
+    for axis, image, name in zip(axes, (onset, apex, overlay(apex, change), overlay(apex, saliency)),
+                                 ("onset", "apex", "DMA change map", "PoI saliency")):
+        axis.imshow(image)
+        axis.set_title(name)
+        axis.axis("off")
+    if truth is not None:
+        axes[2].contour(truth.astype(np.float32), levels=[0.5], colors="white", linewidths=1.2)
+    if probabilities is not None:
+        names = list(class_names) if class_names is not None else [str(i) for i in range(len(probabilities))]
+        axes[-1].barh(names, probabilities, color="tab:blue")
+        axes[-1].set_xlim(0, 1)
+        axes[-1].invert_yaxis()
+        axes[-1].set_title("probabilities")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,32 @@
+"""Shared test fixtures."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    return Path(os.environ.get("MICRONBERT_SHARED", REPO_ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_annotations() -> Path:
+    """The folder of real annotation files published by the dataset owners; skips when absent."""
+    folder = _shared_dir() / "data" / "annotations"
+    if not folder.is_dir():
+        pytest.skip(f"real annotation files not available ({folder} is absent)")
+    return folder
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread_per_worker():
+    """pytest-xdist runs one worker per core: keep each torch worker on one thread."""
+    import torch
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+    yield

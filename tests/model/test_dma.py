@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from micronbert.model.dma import DiagonalMicroAttention, change_map
+
+
+def naive_dma(module: DiagonalMicroAttention, reference, swapped):
+    """Full attention matrix, softmax, full product with V, then the diagonal (the reference)."""
+    batch, n, dim = reference.shape
+    h = module.heads
+    query_in, key_in = (reference, swapped) if module.query == "reference" else (swapped, reference)
+    q = module.to_q(query_in).reshape(batch, n, h, dim // h).transpose(1, 2)
+    k = module.to_k(key_in).reshape(batch, n, h, dim // h).transpose(1, 2)
+    v = module.to_v(swapped).reshape(batch, n, h, dim // h).transpose(1, 2)
+    attn = ((q @ k.transpose(-2, -1)) * (dim // h) ** -0.5).softmax(-1)
+    diag = torch.diagonal(attn, dim1=-2, dim2=-1)
+    eye = torch.eye(n, dtype=torch.bool)
+    out = (attn * eye) @ v  # only the diagonal weights
+    return module.proj(out.transpose(1, 2).reshape(batch, n, dim)), diag
+
+
+@pytest.mark.parametrize("query", ["reference", "swapped"])
+@pytest.mark.parametrize("heads", [1, 4])
+def test_dma_equals_naive_full_matrix(query, heads):
+    torch.manual_seed(0)
+    module = DiagonalMicroAttention(64, heads, query)
+    reference, swapped = torch.randn(3, 49, 64), torch.randn(3, 49, 64)
+    features, diagonal = module(reference, swapped)
+    want_features, want_diagonal = naive_dma(module, reference, swapped)
+    assert features.shape == (3, 49, 64) and diagonal.shape == (3, heads, 49)
+    torch.testing.assert_close(diagonal, want_diagonal, atol=1e-5, rtol=0)
+    torch.testing.assert_close(features, want_features, atol=1e-5, rtol=0)
+
+
+def test_query_mode_changes_the_result():
+    torch.manual_seed(0)
+    ref_mode = DiagonalMicroAttention(32, 1, "reference")
+    swp_mode = DiagonalMicroAttention(32, 1, "swapped")
+    swp_mode.load_state_dict(ref_mode.state_dict())
+    reference, swapped = torch.randn(2, 16, 32), torch.randn(2, 16, 32)
+    assert not torch.allclose(ref_mode(reference, swapped)[1], swp_mode(reference, swapped)[1])
+
+
+def test_change_map_is_one_minus_normalised_diagonal():
+    diagonal = torch.tensor([[[0.5, 0.25, 0.5, 0.125]]])
+    torch.testing.assert_close(change_map(diagonal), torch.tensor([[0.0, 0.5, 0.0, 0.75]]))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="query"):
+        DiagonalMicroAttention(32, 1, "both")
+    with pytest.raises(ValueError, match="heads=3"):
+        DiagonalMicroAttention(32, 3)
+    with pytest.raises(ValueError, match="equal shape"):
+        DiagonalMicroAttention(32)(torch.randn(1, 4, 32), torch.randn(1, 5, 32))
