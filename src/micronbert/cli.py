@@ -39,6 +39,32 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from .data.synthetic import SynthConfig, write_synthetic_dataset
+
+    config = SynthConfig(seed=args.seed, subjects=args.subjects, clips_per_subject=args.clips_per_subject,
+                         size=args.size, fps=args.fps, nuisance_strength=args.nuisance,
+                         amplitude=tuple(args.amplitude), unlabeled_videos=args.videos,
+                         unlabeled_frames=args.video_frames)
+    dataset = write_synthetic_dataset(args.out, config)
+    print(f"wrote {dataset.n_clips} labelled clips under {dataset.casme2_root} and {len(dataset.videos)} "
+          f"unlabeled video(s) under {dataset.unlabeled_root}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .data.prepare import prepare_dataset
+
+    result = prepare_dataset(args.dataset, args.root, args.out, args.scheme, crop_faces=not args.no_crop,
+                             size=args.size, backend=args.backend, workers=args.workers,
+                             missing_apex=args.missing_apex)
+    print(result.load_report.summary())
+    if result.failed_clips:
+        print(f"{len(result.failed_clips)} clip(s) could not be cropped (see {result.report_path})")
+    print(f"{len(result.table)} samples -> {result.table_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="micronbert", description="Micron-BERT for facial micro-expressions.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -60,6 +86,39 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("source", help="published checkpoint, e.g. CASME2-is224-p8-b16-ep200.pth")
     convert.add_argument("destination", help="output folder")
     convert.set_defaults(run=_convert_official)
+
+    synth = commands.add_parser("synth", help="generate a synthetic micro-expression dataset",
+                                description="Write a CASME II-like labelled tree (Cropped/subNN/EPxx_yy/"
+                                "reg_imgN.jpg + coding spreadsheet + ground truth) and unlabeled videos (frame "
+                                "folders and .mp4) of procedural faces with micro-expressions and nuisances.")
+    synth.add_argument("out", help="output folder (must not exist or be empty)")
+    synth.add_argument("--subjects", type=int, default=3)
+    synth.add_argument("--clips-per-subject", type=int, default=4)
+    synth.add_argument("--size", type=int, default=128, help="frame side in pixels (even)")
+    synth.add_argument("--fps", type=int, default=200)
+    synth.add_argument("--amplitude", type=float, nargs=2, default=(0.003, 0.02), metavar=("MIN", "MAX"),
+                       help="apex displacement as a fraction of the face width (default 0.003 0.02)")
+    synth.add_argument("--nuisance", type=float, default=1.0, help="nuisance strength (0 = clean clips)")
+    synth.add_argument("--videos", type=int, default=2, help="number of unlabeled videos")
+    synth.add_argument("--video-frames", type=int, default=400, help="frames per unlabeled video")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(run=_synth)
+
+    prepare = commands.add_parser("prepare", help="read a dataset as received, crop faces, write the sample table",
+                                  description="Read DATASET from its original folders and annotation files, "
+                                  "align and crop every clip's faces once (cached, resumable) and write table.csv "
+                                  "and prepare_report.json (what was dropped or failed, and why) into --out.")
+    prepare.add_argument("dataset", help="casme2, samm, smic, casme3, casme3c, casme_sq, mmew, 4dme, manifest")
+    prepare.add_argument("--root", required=True, help="the dataset's folder as downloaded")
+    prepare.add_argument("--out", required=True, help="output folder for the table and the face crops")
+    prepare.add_argument("--scheme", help="class scheme (default: the dataset's usual one)")
+    prepare.add_argument("--size", type=int, default=224, help="crop side (default 224)")
+    prepare.add_argument("--no-crop", action="store_true", help="keep the frames as they are (already cropped)")
+    prepare.add_argument("--backend", default="opencv", choices=("opencv", "mediapipe", "dlib"))
+    prepare.add_argument("--workers", type=int, default=1, help="parallel processes for cropping")
+    prepare.add_argument("--missing-apex", default="estimate", choices=("estimate", "midpoint", "drop"),
+                         help="what to do where the annotation has no apex (default: estimate it)")
+    prepare.set_defaults(run=_prepare)
 
     models = commands.add_parser("models", help="list the named model configurations")
     models.set_defaults(run=_models)

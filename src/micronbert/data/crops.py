@@ -4,7 +4,7 @@ Layout under the cache folder, one sub-folder per settings hash::
 
     <cache>/<settings digest>/settings.json
     <cache>/<settings digest>/manifest.json          # every clip: sources, crops, alignment or error
-    <cache>/<settings digest>/clips/<clip dir>/00000.png ...
+    <cache>/<settings digest>/clips/<clip dir>/<source stem>.png ... (frame numbers kept)
     <cache>/<settings digest>/clips/<clip dir>/clip.json   # written last: marks the clip complete
 
 A clip is skipped when its ``clip.json`` lists the same source files (resolved path, size, mtime)
@@ -312,7 +312,7 @@ def prepare_clip(
             crop = alignment.apply(frame, str(frame_path))
             timings["crop"] += time.perf_counter() - tick
             tick = time.perf_counter()
-            name = f"{index:05d}.{settings.image_format}"
+            name = f"{Path(frame_path).stem}.{settings.image_format}"
             _write_bytes(clip_dir / name, _encode(crop, settings, frame_path))
             crop_names.append(name)
             timings["cache"] += time.perf_counter() - tick
