@@ -120,7 +120,17 @@ def load_with_report(
 
     A DatasetWarning summarises drops and repairs; the report lists each one.
     """
-    options = _options(check_frames, missing_apex, annotation, fps)
+    return _load_and_warn(name, root, scheme, _options(check_frames, missing_apex, annotation, fps), reader_options)
+
+
+def _load_and_warn(
+    name: str,
+    root: str | Path | Mapping[str, str | Path],
+    scheme: str | ClassScheme | None,
+    options: LoadOptions,
+    reader_options: Mapping[str, object],
+) -> tuple[pd.DataFrame, LoadReport]:
+    """``read_dataset`` plus the DatasetWarning; called directly by ``load`` and ``load_with_report`` only."""
     table, report = read_dataset(name, root, options, scheme, **reader_options)
     _warn_summary(name, table, report)
     return table, report
@@ -136,13 +146,14 @@ def _options(check_frames: bool, missing_apex: str, annotation: str | Path | Non
 
 
 def _warn_summary(name: str, table: pd.DataFrame, report: LoadReport) -> None:
-    """One DatasetWarning, attributed to the caller of ``load`` / ``load_with_report``."""
+    """One DatasetWarning, attributed to the caller of ``load`` / ``load_with_report``
+    (stack: this function, ``_load_and_warn``, ``load`` or ``load_with_report``, caller)."""
     if report.dropped or report.warnings:
         warnings.warn(
             f"{name}: {len(table)} samples, {len(report.dropped)} dropped, {len(report.warnings)} warnings "
             "(see load_with_report for details)",
             DatasetWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -181,7 +192,5 @@ def load(
     For ``megc2019``, ``root`` maps ``casme2``, ``samm``, ``smic`` (and optionally ``gt``) to their
     folders, or is the GT file itself (then the table comes from the GT alone).
     """
-    options = _options(check_frames, missing_apex, annotation, fps)
-    table, report = read_dataset(name, root, options, scheme, **reader_options)
-    _warn_summary(name, table, report)
+    table, _ = _load_and_warn(name, root, scheme, _options(check_frames, missing_apex, annotation, fps), reader_options)
     return table

@@ -8,20 +8,25 @@ for every repair and every dropped sample.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
 from micronbert.data.datasets.apex import APEX_METHODS, resolve_apex
 from micronbert.data.datasets.schemes import normalise_emotion
-from micronbert.data.datasets.sheets import find_annotation, parse_action_units, parse_frame_number
+from micronbert.data.datasets.paths import clip_dir
+from micronbert.data.datasets.sheets import Sheet, cell_text, find_annotation, parse_action_units, parse_frame_number
 from micronbert.data.frames import frame_number, list_frames
 from micronbert.data.table import LoadReport, make_table, sample_key
 
 MISSING_APEX_CHOICES: tuple[str, ...] = (*APEX_METHODS, "drop")
 MAX_PLAUSIBLE_SECONDS = 10.0
+ROW_CELLS: tuple[str, ...] = ("onset", "apex", "offset", "emotion", "action_units")
+
+_Ids = TypeVar("_Ids")
 
 
 @dataclass(frozen=True)
@@ -296,3 +301,68 @@ def annotation_file(root: Path, options: LoadOptions, patterns: list[str], what:
     if others:
         report.warn(f"several {what} annotation files found; using {chosen.name}, ignoring {[p.name for p in others]}")
     return chosen
+
+
+def sheet_rows(
+    sheet: Sheet, dataset: str, report: LoadReport, read_ids: Callable[[dict[str, object]], _Ids]
+) -> Iterator[tuple[dict[str, object], str, _Ids]]:
+    """Each data row of ``sheet`` as ``(row, source, read_ids(row))``, ``source`` being the row reference.
+
+    A row whose ids ``read_ids`` rejects with ValueError is dropped into ``report`` as ``"<dataset> <source>"``.
+    """
+    for index, row in enumerate(sheet.frame.to_dict(orient="records")):
+        source = sheet.row_ref(index)
+        try:
+            ids = read_ids(row)
+        except ValueError as error:
+            report.drop(f"{dataset} {source}", str(error))
+            continue
+        yield row, source, ids
+
+
+def sample_from_row(
+    row: Mapping[str, object],
+    names: Mapping[str, str | None],
+    *,
+    dataset: str,
+    subject: str,
+    clip: str,
+    source: str,
+    **fields: object,
+) -> RawSample:
+    """A RawSample whose ``ROW_CELLS`` are ``row``'s cells in the columns ``names`` gives for them
+    (None where the column is absent); ``fields`` set the other RawSample fields and may replace a cell."""
+    cells = {key: row[names[key]] if names.get(key) else None for key in ROW_CELLS}
+    return RawSample(dataset=dataset, subject=subject, clip=clip, source=source, **{**cells, **fields})
+
+
+def clip_folder_samples(
+    sheet: Sheet,
+    names: Mapping[str, str | None],
+    dataset: str,
+    report: LoadReport,
+    read_subject: Callable[[object], str],
+    frames_root: Path | None,
+    fps: float | None,
+) -> list[RawSample]:
+    """The samples of a sheet whose clips are stored as ``<frames_root>/<subject>/<clip>/``.
+
+    ``read_subject`` turns the subject cell into the canonical id (ValueError drops the row).
+    """
+    samples = []
+    for row, source, subject in sheet_rows(sheet, dataset, report, lambda row: read_subject(row[names["subject"]])):
+        clip = cell_text(row[names["clip"]]) or ""
+        samples.append(
+            sample_from_row(
+                row,
+                names,
+                dataset=dataset,
+                subject=subject,
+                clip=clip,
+                source=source,
+                fps=fps,
+                frames_dir=clip_dir(frames_root, subject, clip),
+                frames_problem=f"clip folder {subject}/{clip} not found under {frames_root}",
+            )
+        )
+    return samples

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from micronbert.data.datasets.build import LoadOptions, RawSample, annotation_file, build_table
+from micronbert.data.datasets.build import LoadOptions, annotation_file, build_table, sample_from_row, sheet_rows
 from micronbert.data.datasets.ids import casme3_clip, casme3_subject, plain_id
 from micronbert.data.datasets.paths import collect_dirs, find_child_dir, require_dir
-from micronbert.data.datasets.sheets import cell_text, choose_sheet, column, read_table
+from micronbert.data.datasets.sheets import cell_text, choose_sheet, column, read_sample_sheet, read_table
 from micronbert.data.table import LoadReport
 
 DATASET_A = "casme3"
@@ -37,6 +37,15 @@ A_PATTERNS = {
     ],
 }
 C_PATTERNS = [r".*part_?c_?me\.(xlsx|xlsm|xls|csv)", r".*part_?c_?me.*\.(xlsx|xlsm|xls|csv)"]
+A_COLUMNS = {
+    "subject": ("Subject",),
+    "clip": ("Filename",),
+    "onset": ("Onset",),
+    "apex": ("Apex",),
+    "offset": ("Offset",),
+    "action_units": ("AU", "AUs", "Action Units"),
+    "emotion": ("emotion", "Estimated Emotion"),
+}
 _SUBJECT_DIR = re.compile(r"sp\s*no\.?\s*\d+", re.IGNORECASE)
 _PRECUT_DIR = re.compile(r"(sp\s*no\.?\s*\d+)_([a-z])_(\d+)", re.IGNORECASE)
 
@@ -47,45 +56,24 @@ def read(root: str | Path, options: LoadOptions, report: LoadReport, version: st
         raise ValueError(f"unknown CAS(ME)^3 sheet version {version!r}; choose one of {list(A_PATTERNS)}")
     base = require_dir(root, "CAS(ME)^3")
     sheet_path = annotation_file(base, options, A_PATTERNS[version], "CAS(ME)^3 Part A", report)
-    sheet = read_table(
-        sheet_path, [("Subject",), ("Filename",), ("Onset",), ("Offset",)], sheet=choose_sheet(sheet_path, ["label", "Sheet1"])
-    )
-    names = {
-        "subject": column(sheet, ("Subject",)),
-        "clip": column(sheet, ("Filename",)),
-        "onset": column(sheet, ("Onset",)),
-        "apex": column(sheet, ("Apex",)),
-        "offset": column(sheet, ("Offset",)),
-        "action_units": column(sheet, ("AU", "AUs", "Action Units"), required=False),
-        "emotion": column(sheet, ("emotion", "Estimated Emotion")),
-    }
+    sheet, names = read_sample_sheet(sheet_path, A_COLUMNS, sheet=choose_sheet(sheet_path, ["label", "Sheet1"]))
     folders = _FolderIndex(base) if options.check_frames else None
     samples = []
-    for index, row in enumerate(sheet.frame.to_dict(orient="records")):
-        source = sheet.row_ref(index)
-        try:
-            subject = casme3_subject(row[names["subject"]])
-            clip = casme3_clip(row[names["clip"]])
-        except ValueError as error:
-            report.drop(f"{DATASET_A} {source}", str(error))
-            continue
+    for row, source, (subject, clip) in sheet_rows(sheet, DATASET_A, report, lambda row: _part_a_ids(row, names)):
         if clip != cell_text(row[names["clip"]]):
             report.warn(f"{source}: clip {cell_text(row[names['clip']])!r} written in upper case, read as {clip!r}")
         onset_text = cell_text(row[names["onset"]])
         samples.append(
-            RawSample(
+            sample_from_row(
+                row,
+                names,
                 dataset=DATASET_A,
                 subject=subject,
                 clip=clip,
-                onset=row[names["onset"]],
-                apex=row[names["apex"]],
-                offset=row[names["offset"]],
-                emotion=row[names["emotion"]],
-                action_units=row[names["action_units"]] if names["action_units"] else None,
+                source=source,
                 fps=FPS,
                 frames_dir=folders.part_a(subject, clip, onset_text) if folders else None,
                 frames_problem=f"no frame folder for {subject} {clip} (raw .../{subject}/{clip}/color or pre-cut {subject}_{clip}_{onset_text})",
-                source=source,
                 zero_is_missing=True,
             )
         )
@@ -121,33 +109,28 @@ def read_part_c(root: str | Path, options: LoadOptions, report: LoadReport, posi
         report.note("CAS(ME)^3 Part C without frames: onset/apex/offset are positions in the frame listing, not frame numbers")
     samples = []
     folders: dict[str, Path | None] = {}
-    for index, row in enumerate(sheet.frame.to_dict(orient="records")):
-        source = sheet.row_ref(index)
-        try:
-            subject = _part_c_subject(row[names["subject"]])
-        except ValueError as error:
-            report.drop(f"{DATASET_C} {source}", str(error))
-            continue
+    for row, source, subject in sheet_rows(sheet, DATASET_C, report, lambda row: _part_c_subject(row[names["subject"]])):
         samples.append(
-            RawSample(
+            sample_from_row(
+                row,
+                names,
                 dataset=DATASET_C,
                 subject=subject,
                 clip=PART_C_CLIP,
-                onset=row[names["onset"]],
-                apex=row[names["apex"]] if names["apex"] else None,
-                offset=row[names["offset"]],
-                emotion=row[names["emotion"]],
-                action_units=row[names["action_units"]] if names["action_units"] else None,
+                source=source,
                 fps=FPS,
                 frames_dir=_part_c_dir(base, row[names["subject"]], subject, folders) if options.check_frames else None,
                 frames_problem=f"no frame folder for Part C subject {subject} under {base}",
-                source=source,
                 positions=True,
                 position_base=position_base,
                 zero_is_missing=position_base == 1,
             )
         )
     return build_table(samples, options, report)
+
+
+def _part_a_ids(row: dict[str, object], names: dict[str, str | None]) -> tuple[str, str]:
+    return casme3_subject(row[names["subject"]]), casme3_clip(row[names["clip"]])
 
 
 def _part_c_subject(value: object) -> str:

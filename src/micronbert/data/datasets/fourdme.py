@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from micronbert.data.datasets.build import LoadOptions, RawSample, annotation_file, build_table
+from micronbert.data.datasets.build import LoadOptions, annotation_file, build_table, clip_folder_samples
 from micronbert.data.datasets.ids import plain_id
-from micronbert.data.datasets.paths import find_child_dir, find_nested_dir, require_dir
-from micronbert.data.datasets.sheets import cell_text, column, read_table
+from micronbert.data.datasets.paths import find_nested_dir, require_dir
+from micronbert.data.datasets.sheets import read_sample_sheet
 from micronbert.data.table import LoadReport
 
 DATASET = "4dme"
@@ -39,9 +39,7 @@ def read(root: str | Path, options: LoadOptions, report: LoadReport, layout: str
     if layout not in LAYOUTS:
         raise ValueError(f"unknown 4DME layout {layout!r}; choose one of {list(LAYOUTS)}")
     base = require_dir(root, "4DME")
-    sheet_path = annotation_file(base, options, ANNOTATION_PATTERNS, "4DME", report)
-    sheet = read_table(sheet_path, [COLUMNS["subject"], COLUMNS["clip"], COLUMNS["onset"], COLUMNS["offset"]])
-    names = {key: column(sheet, aliases, required=key != "action_units") for key, aliases in COLUMNS.items()}
+    sheet, names = read_sample_sheet(annotation_file(base, options, ANNOTATION_PATTERNS, "4DME", report), COLUMNS)
     if options.fps is None:
         report.warn("4DME frame rate is not established (DATASETS.md §10); fps left unknown, pass fps= to set it")
     frames_root = None
@@ -49,29 +47,9 @@ def read(root: str | Path, options: LoadOptions, report: LoadReport, layout: str
         frames_root = find_nested_dir(base, LAYOUTS[layout])
         if frames_root is None:
             raise FileNotFoundError(f"no 4DME {LAYOUTS[layout][0]} folder under {base}; pass check_frames=False to read the sheet alone")
-    samples = []
-    for index, row in enumerate(sheet.frame.to_dict(orient="records")):
-        source = sheet.row_ref(index)
-        try:
-            subject = plain_id(row[names["subject"]], "4DME subject")
-        except ValueError as error:
-            report.drop(f"{DATASET} {source}", str(error))
-            continue
-        clip = cell_text(row[names["clip"]]) or ""
-        subject_dir = find_child_dir(frames_root, subject) if frames_root is not None else None
-        samples.append(
-            RawSample(
-                dataset=DATASET,
-                subject=subject,
-                clip=clip,
-                onset=row[names["onset"]],
-                apex=row[names["apex"]],
-                offset=row[names["offset"]],
-                emotion=row[names["emotion"]],
-                action_units=row[names["action_units"]] if names["action_units"] else None,
-                frames_dir=find_child_dir(subject_dir, clip) if subject_dir is not None and clip else None,
-                frames_problem=f"clip folder {subject}/{clip} not found under {frames_root}",
-                source=source,
-            )
-        )
+    samples = clip_folder_samples(sheet, names, DATASET, report, _subject, frames_root, fps=None)
     return build_table(samples, options, report)
+
+
+def _subject(value: object) -> str:
+    return plain_id(value, "4DME subject")

@@ -26,15 +26,21 @@ def _as_int(text: str) -> int | None:
     return int(float(text)) if _INT_TEXT.fullmatch(text) else None
 
 
+def _subject_number(value: object, what: str, prefixed: str, expected: str) -> int:
+    """The number of a subject cell written as a number or as ``prefixed`` (regex, number in group 1)."""
+    text = _required(value, what)
+    number = _as_int(text)
+    if number is not None:
+        return number
+    match = re.fullmatch(prefixed, text, re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"{what} {text!r} {expected}")
+    return int(match.group(1))
+
+
 def casme2_subject(value: object) -> str:
     """``1``, ``01``, ``sub1``, ``sub01`` -> ``sub01``."""
-    text = _required(value, "CASME II subject")
-    number = _as_int(text)
-    if number is None:
-        match = re.fullmatch(r"sub(\d+)", text, re.IGNORECASE)
-        if match is None:
-            raise ValueError(f"CASME II subject {text!r} is neither a number nor 'subNN'")
-        number = int(match.group(1))
+    number = _subject_number(value, "CASME II subject", r"sub(\d+)", "is neither a number nor 'subNN'")
     return f"sub{number:02d}"
 
 
@@ -49,13 +55,7 @@ def samm_subject(value: object) -> str:
 
 def smic_subject(value: object) -> str:
     """``1``, ``s1``, ``s01`` -> ``s01``."""
-    text = _required(value, "SMIC subject")
-    number = _as_int(text)
-    if number is None:
-        match = re.fullmatch(r"s(\d+)", text, re.IGNORECASE)
-        if match is None:
-            raise ValueError(f"SMIC subject {text!r} is neither a number nor 'sN'")
-        number = int(match.group(1))
+    number = _subject_number(value, "SMIC subject", r"s(\d+)", "is neither a number nor 'sN'")
     return f"s{number:02d}"
 
 
@@ -76,13 +76,7 @@ def smic_clip_emotion(clip: str) -> str | None:
 
 def casme3_subject(value: object) -> str:
     """``spNO.1``, ``spNo.1``, ``SPNO1``, ``1`` -> ``spNO.1``."""
-    text = _required(value, "CAS(ME)^3 subject")
-    number = _as_int(text)
-    if number is None:
-        match = re.fullmatch(r"sp\s*no\.?\s*(\d+)", text, re.IGNORECASE)
-        if match is None:
-            raise ValueError(f"CAS(ME)^3 subject {text!r} is not of the form 'spNO.k'")
-        number = int(match.group(1))
+    number = _subject_number(value, "CAS(ME)^3 subject", r"sp\s*no\.?\s*(\d+)", "is not of the form 'spNO.k'")
     return f"spNO.{number}"
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from micronbert.data.datasets.build import LoadOptions, RawSample, annotation_file, build_table
+from micronbert.data.datasets.build import LoadOptions, annotation_file, build_table, sample_from_row, sheet_rows
 from micronbert.data.datasets.ids import plain_id
 from micronbert.data.datasets.paths import find_nested_dir, require_dir
 from micronbert.data.datasets.schemes import normalise_emotion
-from micronbert.data.datasets.sheets import cell_text, column, read_table
+from micronbert.data.datasets.sheets import cell_text, read_sample_sheet
 from micronbert.data.table import LoadReport
 
 DATASET = "mmew"
@@ -35,39 +35,29 @@ COLUMNS = {
 def read(root: str | Path, options: LoadOptions, report: LoadReport) -> pd.DataFrame:
     """MMEW micro-expression samples under ``root``."""
     base = require_dir(root, "MMEW")
-    sheet_path = annotation_file(base, options, ANNOTATION_PATTERNS, "MMEW", report)
-    sheet = read_table(sheet_path, [COLUMNS["subject"], COLUMNS["clip"], COLUMNS["onset"], COLUMNS["offset"]])
-    names = {key: column(sheet, aliases, required=key != "action_units") for key, aliases in COLUMNS.items()}
+    sheet, names = read_sample_sheet(annotation_file(base, options, ANNOTATION_PATTERNS, "MMEW", report), COLUMNS)
     if options.fps is None:
         report.warn("MMEW frame rate 90 fps is unconfirmed (DATASETS.md §9); pass fps= if it differs")
     clips = _clip_folders(base, report) if options.check_frames else {}
     samples = []
-    for index, row in enumerate(sheet.frame.to_dict(orient="records")):
-        source = sheet.row_ref(index)
-        try:
-            subject = plain_id(row[names["subject"]], "MMEW subject")
-        except ValueError as error:
-            report.drop(f"{DATASET} {source}", str(error))
-            continue
+    for row, source, subject in sheet_rows(sheet, DATASET, report, lambda row: plain_id(row[names["subject"]], "MMEW subject")):
         clip = cell_text(row[names["clip"]]) or ""
         emotion = normalise_emotion(row[names["emotion"]])
         folder = clips.get(clip.lower())
         if folder is not None and normalise_emotion(folder.parent.name) != emotion:
             report.warn(f"{source}: clip {clip} is in folder {folder.parent.name!r} but the sheet says {emotion!r}; the sheet is used")
         samples.append(
-            RawSample(
+            sample_from_row(
+                row,
+                names,
                 dataset=DATASET,
                 subject=subject,
                 clip=clip,
-                onset=row[names["onset"]],
-                apex=row[names["apex"]],
-                offset=row[names["offset"]],
+                source=source,
                 emotion=emotion,
-                action_units=row[names["action_units"]] if names["action_units"] else None,
                 fps=FPS,
                 frames_dir=folder,
                 frames_problem=f"clip folder {clip} not found in any emotion folder",
-                source=source,
             )
         )
     return build_table(samples, options, report)

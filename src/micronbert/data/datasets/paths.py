@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from micronbert.data.table import LoadReport
 
 
 def find_child_dir(parent: Path, name: str) -> Path | None:
@@ -49,6 +51,46 @@ def has_subdirs_matching(folder: Path, pattern: str) -> bool:
     """Whether ``folder`` holds a sub-folder whose whole name matches ``pattern`` (case-insensitive)."""
     regex = re.compile(pattern, re.IGNORECASE)
     return any(regex.fullmatch(entry.name) for entry in _subdirs(folder))
+
+
+def find_frames_root(
+    base: Path,
+    layouts: Mapping[str, Sequence[str]],
+    layout: str,
+    what: str,
+    subject_dir_pattern: str,
+    report: LoadReport,
+) -> Path:
+    """The frames folder of ``layout`` (a key of ``layouts``, whose values are folder names) under ``base``.
+
+    ``auto`` tries every layout in order, then ``base`` itself when it holds a sub-folder whose
+    whole name matches ``subject_dir_pattern``. The choice is noted in ``report``. Raises ValueError
+    for an unknown layout and FileNotFoundError, naming ``what`` and the folders sought, when none is found.
+    """
+    if layout != "auto" and layout not in layouts:
+        raise ValueError(f"unknown {what} layout {layout!r}; choose 'auto' or one of {sorted(layouts)}")
+    chosen = list(layouts) if layout == "auto" else [layout]
+    for name in chosen:
+        found = find_nested_dir(base, layouts[name])
+        if found is not None:
+            report.note(f"{what} frames: {name} layout at {found}")
+            return found
+    if layout == "auto" and has_subdirs_matching(base, subject_dir_pattern):
+        report.note(f"{what} frames: subject folders directly under {base}")
+        return base
+    raise FileNotFoundError(
+        f"no {what} frame folder ({', '.join(n for k in chosen for n in layouts[k])}) under {base}; "
+        "pass check_frames=False to read the annotation alone"
+    )
+
+
+def clip_dir(frames_root: Path | None, subject: str, clip: str) -> Path | None:
+    """The ``<frames_root>/<subject>/<clip>`` folder (names case-insensitive); None when absent,
+    or when ``frames_root`` or ``clip`` is not given."""
+    if frames_root is None or not clip:
+        return None
+    subject_dir = find_child_dir(frames_root, subject)
+    return find_child_dir(subject_dir, clip) if subject_dir is not None else None
 
 
 def collect_dirs(root: Path, is_target: Callable[[str], bool], max_depth: int = 6) -> dict[str, list[Path]]:

@@ -6,7 +6,7 @@ map unusable values to None instead of raising, so readers can fall back and rep
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +189,19 @@ def column(sheet: Sheet, aliases: Sequence[str], required: bool = True) -> str |
     if required:
         raise ValueError(f"{sheet.path}: no column named any of {list(aliases)}; columns are {list(sheet.frame.columns)}")
     return None
+
+
+def read_sample_sheet(
+    path: Path, columns: Mapping[str, Sequence[str]], sheet: str | int = 0
+) -> tuple[Sheet, dict[str, str | None]]:
+    """A per-sample annotation sheet and its column for each key of ``columns`` (key -> aliases).
+
+    The header row is the one holding the ``subject``, ``clip``, ``onset`` and ``offset`` aliases;
+    every column is required except ``action_units`` (None when absent).
+    """
+    table = read_table(path, [columns["subject"], columns["clip"], columns["onset"], columns["offset"]], sheet=sheet)
+    names = {key: column(table, aliases, required=key != "action_units") for key, aliases in columns.items()}
+    return table, names
 
 
 @dataclass(frozen=True)
