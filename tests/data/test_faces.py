@@ -1,7 +1,10 @@
 """Face detection and alignment on real photographs shipped in registry packages."""
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import sys
+import types
 from pathlib import Path
 
 import cv2
@@ -21,6 +24,7 @@ from micronbert.data.faces import (
     OpenCVCascadeBackend,
     UnreadableImageError,
     align_clip,
+    landmark_backend_available,
     make_backend,
     read_image,
     similarity_from_eyes,
@@ -287,3 +291,75 @@ def test_default_backend_satisfies_the_protocol():
     backend = make_backend("opencv")
     assert isinstance(backend, FaceBackend)
     assert backend.name == "opencv"
+
+
+def test_dlib_without_its_model_package_is_not_offered_by_auto(monkeypatch):
+    dlib_stub = types.ModuleType("dlib")
+    dlib_stub.__spec__ = importlib.machinery.ModuleSpec("dlib", None)
+    monkeypatch.setitem(sys.modules, "dlib", dlib_stub)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+    monkeypatch.setitem(sys.modules, "face_recognition_models", None)
+
+    assert not landmark_backend_available()
+    assert make_backend("auto").name == "opencv"
+
+
+@pytest.mark.parametrize("max_faces", [0, 2.0, True])
+def test_landmark_backend_rejects_a_bad_face_count(max_faces):
+    with pytest.raises(ValueError, match="max_faces"):
+        LandmarkBackend(engine="dlib", max_faces=max_faces)
+
+
+def _installed_landmark_backend(engine: str) -> LandmarkBackend:
+    """The landmark backend of ``engine``; skips when its optional extra is not installed."""
+    pytest.importorskip(engine)  # optional extras micronbert[dlib] and micronbert[mediapipe]
+    if engine == "dlib" and importlib.util.find_spec("face_recognition_models") is None:
+        pytest.skip("dlib's 68-point model (package face_recognition_models) is not installed")
+    return LandmarkBackend(engine=engine)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def dlib_backend() -> LandmarkBackend:
+    return _installed_landmark_backend("dlib")
+
+
+@pytest.fixture(scope="module", params=["dlib", "mediapipe"])
+def landmark_backend(request) -> LandmarkBackend:
+    return _installed_landmark_backend(request.param)
+
+
+@pytest.mark.parametrize("name", sorted(PHOTOS))
+def test_landmark_engines_find_the_eyes_seen_by_eye(landmark_backend, name):
+    path_of, left_truth, right_truth, tolerance = PHOTOS[name]
+    image = read_image(path_of())
+
+    faces = landmark_backend.detect(image)
+    alignment = FaceAligner(AlignConfig(), landmark_backend).alignment_for(image, name)
+
+    assert landmark_backend.name == f"landmarks-{landmark_backend.engine}"
+    assert len(faces) == 1
+    detection = faces[0]
+    assert not detection.eyes_estimated
+    assert _distance(detection.left_eye, left_truth) <= tolerance
+    assert _distance(detection.right_eye, right_truth) <= tolerance
+    x, y, w, h = detection.box
+    for ex, ey in (left_truth, right_truth):
+        assert x < ex < x + w and y < ey < y + h * 0.5
+    assert alignment.warnings == ()
+    mapped = alignment.map_points([left_truth, right_truth])
+    target = np.array(AlignConfig().target_eyes())
+    assert np.abs(mapped - target).max() <= tolerance * alignment.scale
+    grey = landmark_backend.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    assert len(grey) == 1
+    assert _distance(grey[0].left_eye, detection.left_eye) <= 2.0
+    assert _distance(grey[0].right_eye, detection.right_eye) <= 2.0
+
+
+def test_dlib_rejects_a_model_file_that_is_not_a_shape_predictor(dlib_backend, tmp_path):
+    fake = tmp_path / "pointer.dat"
+    fake.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+
+    with pytest.raises(ValueError, match="pointer.dat"):
+        LandmarkBackend(engine="dlib", dlib_model=fake)
+    with pytest.raises(FileNotFoundError, match="absent.dat"):
+        LandmarkBackend(engine="dlib", dlib_model=tmp_path / "absent.dat")

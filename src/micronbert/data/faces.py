@@ -35,8 +35,8 @@ Box = tuple[float, float, float, float]
 # width and height), used when the eye cascades find no usable pair.
 TYPICAL_EYES_IN_BOX: tuple[Point, Point] = ((0.30, 0.38), (0.70, 0.38))
 
-# mediapipe face-mesh eye-corner indices (image-left eye, image-right eye of a frontal face).
-_MEDIAPIPE_EYE_CORNERS = ((33, 133), (362, 263))
+# mediapipe face mesh with refined landmarks (478 points): the two iris centres.
+_MEDIAPIPE_IRIS_CENTRES = (468, 473)
 # dlib 68-point model: the two eyes' contour points.
 _DLIB_EYE_POINTS = (range(36, 42), range(42, 48))
 _DLIB_MODEL_NAME = "shape_predictor_68_face_landmarks.dat"
@@ -399,6 +399,9 @@ def _eye_pair_from_candidates(
 class LandmarkBackend:
     """Landmark-based eyes from mediapipe 0.10.14's bundled face mesh, or from dlib.
 
+    mediapipe gives the iris centres of its refined mesh; dlib the mean of each eye's six contour
+    points.
+
     ``engine="auto"`` picks mediapipe, then dlib, whichever is installed. dlib needs the 68-point
     model file; by default it is looked up inside the ``face_recognition_models`` package (without
     importing it, as that package imports the removed ``pkg_resources``).
@@ -412,8 +415,8 @@ class LandmarkBackend:
     ) -> None:
         if engine not in ("auto", "mediapipe", "dlib"):
             raise ValueError(f"engine must be 'auto', 'mediapipe' or 'dlib', got {engine!r}")
-        if max_faces < 1:
-            raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+        if isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1:
+            raise ValueError(f"max_faces must be an int >= 1, got {max_faces!r}")
         self.engine = _resolve_landmark_engine(engine)
         self.name = f"landmarks-{self.engine}"
         if self.engine == "mediapipe":
@@ -427,8 +430,10 @@ class LandmarkBackend:
 
 
 def landmark_backend_available() -> bool:
-    """True when mediapipe or dlib can be imported."""
-    return any(_module_importable(name) for name in ("mediapipe", "dlib"))
+    """True when mediapipe, or dlib together with ``face_recognition_models``, is installed."""
+    return _module_importable("mediapipe") or (
+        _module_importable("dlib") and _module_importable("face_recognition_models")
+    )
 
 
 def _module_importable(name: str) -> bool:
@@ -458,7 +463,7 @@ def _mediapipe_detector(max_faces: int):
     import mediapipe as mp
 
     mesh = mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=True, max_num_faces=max_faces, refine_landmarks=False
+        static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True
     )
 
     def detect(image: np.ndarray) -> list[FaceDetection]:
@@ -468,7 +473,7 @@ def _mediapipe_detector(max_faces: int):
         faces = []
         for landmarks in result.multi_face_landmarks or []:
             points = np.array([(p.x * width, p.y * height) for p in landmarks.landmark])
-            eyes = [points[list(corners)].mean(axis=0) for corners in _MEDIAPIPE_EYE_CORNERS]
+            eyes = [points[index] for index in _MEDIAPIPE_IRIS_CENTRES]
             faces.append(_detection_from_points(points, eyes))
         return faces
 
@@ -482,7 +487,12 @@ def _dlib_detector(model: str | Path | None):
     if not model_path.is_file():
         raise FileNotFoundError(f"dlib landmark model not found: {model_path}")
     face_detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(model_path))
+    try:
+        predictor = dlib.shape_predictor(str(model_path))
+    except RuntimeError as error:
+        raise ValueError(
+            f"{model_path}: not a dlib 68-point shape predictor ({error})"
+        ) from error
 
     def detect(image: np.ndarray) -> list[FaceDetection]:
         grey = to_grey(image)
