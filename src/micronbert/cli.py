@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="what to do where the annotation has no apex (default: estimate it)")
     prepare.set_defaults(run=_prepare)
 
+    from .train.pretrain import add_pretrain_parser
+
+    add_pretrain_parser(commands)
+
     models = commands.add_parser("models", help="list the named model configurations")
     models.set_defaults(run=_models)
     return parser

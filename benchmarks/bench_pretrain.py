@@ -1,0 +1,265 @@
+"""Pre-training benchmark: pipeline throughput, model FLOP utilisation, and what pre-training learns.
+
+1. Throughput of the whole pipeline (cached frames → DataLoader → device → train step), of the data path
+   alone and of the model step alone, for ``tiny`` and ``official-small`` on CPU, and on a GPU when one is
+   present (``official-small`` at 224, bf16, batch 256), with model FLOP utilisation against the GPU's
+   dense bf16 peak. Data-only throughput far above model-only throughput means loading does not limit
+   the GPU.
+2. ``tiny`` pre-trained for a few minutes on synthetic unlabeled video (``micronbert.data.synthetic``):
+   reconstruction loss against the copy-the-input baseline (predicting I_{t/s} itself), and the share of
+   the DMA change map's mass inside the true AU regions and inside the moving background of held-out
+   (onset, apex) pairs, before and after pre-training, next to the area those regions cover.
+
+    python benchmarks/bench_pretrain.py                      # CPU: modest sizes, ~3 min of pre-training
+    python benchmarks/bench_pretrain.py --au-seconds 600 --gpu-batch 256
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_info, markdown_table, write_results  # noqa: E402
+
+from micronbert.data.pairs import PairDataConfig, build_pair_dataset, normalise_batch  # noqa: E402
+from micronbert.data.synthetic import SynthConfig, scene_from_ground_truth, write_synthetic_dataset  # noqa: E402
+from micronbert.data.transforms import to_model_input  # noqa: E402
+from micronbert.model import MicronBERT, change_map, create_model, load  # noqa: E402
+from micronbert.train.pretrain import (DistributedContext, PretrainConfig, Pretrainer,  # noqa: E402
+                                       pretrain)
+
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets.
+BF16_PEAK = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12, "L40S": 362.1e12}
+
+
+def bf16_peak(device_name: str) -> float | None:
+    for key, peak in BF16_PEAK.items():
+        if key in device_name:
+            return peak
+    return None
+
+
+# ------------------------------------------------------------------------------------------ throughput
+def write_texture_clips(root: Path, clips: int, frames: int, size: int) -> Path:
+    """JPEG frame folders of a drifting smooth texture (what the decoder and cache must handle)."""
+    rng = np.random.default_rng(0)
+    for clip in range(clips):
+        folder = root / f"clip{clip}"
+        folder.mkdir(parents=True)
+        base = cv2.GaussianBlur(rng.integers(0, 256, (size + 32, size + 32, 3), dtype=np.uint8), (15, 15), 4)
+        for k in range(frames):
+            cv2.imwrite(str(folder / f"img{k + 1}.jpg"), base[k // 8:k // 8 + size, 16:16 + size])
+    return root
+
+
+def throughput(model_name: str, batch: int, steps: int, device: str, workers: int, compile_model: bool,
+               work: Path) -> dict[str, object]:
+    """samples/s of data only, model step only and the whole pipeline, plus model FLOP utilisation."""
+    data_root = work / f"frames_{model_name}"
+    config = PretrainConfig.from_dict({
+        "model": {"name": model_name},
+        "data": {"sources": [str(data_root)], "folder_fps": 200, "cache_dir": str(work / f"cache_{model_name}"),
+                 "num_workers": workers},
+        "optim": {"warmup_steps": 1},
+        "train": {"steps": 10**6, "global_batch": batch, "device": device, "bf16": True, "compile": compile_model,
+                  "out_dir": str(work / f"run_{model_name}"), "progress": False}})
+    img_size = 224 if model_name != "tiny" else 64
+    if not data_root.exists():
+        write_texture_clips(data_root, clips=4, frames=max(64, batch // 2 + 16), size=img_size + 32)
+    started = time.perf_counter()
+    trainer = Pretrainer(config, DistributedContext())
+    cache_build_s = time.perf_counter() - started
+    dev = trainer.device
+    batches = trainer.batches()
+
+    def data_step() -> None:
+        images_t, images_d = next(batches)
+        normalise_batch(images_t, dev), normalise_batch(images_d, dev)
+
+    data_rate = _rate(data_step, steps * 2, batch, dev)
+    frame_t, frame_d = (normalise_batch(x, dev) for x in next(batches))
+    model_rate = _rate(lambda: trainer.train_step(frame_t, frame_d), steps, batch, dev)
+
+    def pipeline_step() -> None:
+        images_t, images_d = next(batches)
+        trainer.train_step(normalise_batch(images_t, dev), normalise_batch(images_d, dev))
+
+    pipeline_rate = _rate(pipeline_step, steps, batch, dev)
+    flops = train_step_flops(trainer.model, frame_t, frame_d, dev)
+    row = {"model": model_name, "device": str(dev), "batch": batch, "img_size": img_size,
+           "bf16": dev.type == "cuda", "compile": compile_model, "workers": workers,
+           "cache_build_s": round(cache_build_s, 2), "data_samples_per_s": data_rate,
+           "model_samples_per_s": model_rate, "pipeline_samples_per_s": pipeline_rate,
+           "train_gflop_per_sample": flops / batch / 1e9}
+    if dev.type == "cuda":
+        peak = bf16_peak(torch.cuda.get_device_name(dev))
+        row["bf16_peak_tflops"] = peak / 1e12 if peak else None
+        row["model_tflops"] = flops / batch * model_rate / 1e12
+        row["model_mfu"] = flops / batch * model_rate / peak if peak else None
+    return row
+
+
+def _rate(step, repeats: int, batch: int, device: torch.device) -> float:
+    step()  # warm-up (allocations, autotuning, compilation)
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    _sync(device)
+    return repeats * batch / (time.perf_counter() - started)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_step_flops(model: MicronBERT, frame_t: torch.Tensor, frame_d: torch.Tensor, device: torch.device) -> float:
+    """FLOPs of one forward + backward on the batch, as PyTorch's FLOP counter sees the matrix products."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    with FlopCounterMode(display=False) as counter:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = model(frame_t, frame_d, generator=generator)
+        out["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+# ------------------------------------------------------------------------------------------ what it learns
+def region_shares(model: MicronBERT, pairs: list, patch: int) -> dict[str, float]:
+    """Mean share of the change map's mass on patches of the AU regions and of the moving background."""
+    model.eval()
+    au, background = [], []
+    with torch.no_grad():
+        for pair in pairs:
+            tokens = model.encode(to_model_input(np.stack([pair.frame_b, pair.frame_a])))
+            _, diagonal = model.dma(tokens[:1], tokens[1:])
+            values = change_map(diagonal)[0].numpy().astype(np.float64)
+            total = max(values.sum(), 1e-12)
+            au.append(float((values * patch_coverage(pair.au_mask, patch)).sum() / total))
+            background.append(float((values * patch_coverage(pair.moving_background, patch)).sum() / total))
+    return {"au_mass_share": float(np.mean(au)), "background_mass_share": float(np.mean(background))}
+
+
+def patch_coverage(mask: np.ndarray, patch: int) -> np.ndarray:
+    grid_h, grid_w = mask.shape[0] // patch, mask.shape[1] // patch
+    return mask[:grid_h * patch, :grid_w * patch].reshape(grid_h, patch, grid_w, patch).mean(axis=(1, 3)).reshape(-1)
+
+
+def reconstruction_vs_copy(model: MicronBERT, dataset, count: int) -> dict[str, float]:
+    """Reconstruction loss of the model and of copying I_{t/s}, on the same held-out pairs and swap masks."""
+    model.eval()
+    items = [dataset[i] for i in np.linspace(0, len(dataset) - 1, count).astype(int)]
+    frame_t = normalise_batch(torch.stack([a for a, _ in items]), "cpu")
+    frame_d = normalise_batch(torch.stack([b for _, b in items]), "cpu")
+    with torch.no_grad():
+        out = model(frame_t, frame_d, generator=torch.Generator().manual_seed(123))
+        copy = model.reconstruction_loss(frame_t, model.patchify(out["swapped"]), out["swap_mask"])
+    return {"rec_loss": float(out["rec_loss"]), "copy_baseline_loss": float(copy)}
+
+
+def event_pairs(ground_truth: dict, names: list[str]) -> list:
+    """Rendered (onset, apex) pairs, with their AU and moving-background masks, of the named videos."""
+    pairs = []
+    for entry in ground_truth["videos"]:
+        if entry["video"] in names:
+            scene = scene_from_ground_truth(ground_truth, entry)
+            pairs += [scene.pair(event["onset"], event["apex"]) for event in entry["events"]]
+    return pairs
+
+
+def evaluate(model: MicronBERT, splits: dict[str, tuple[list, object]]) -> dict[str, dict[str, float]]:
+    return {name: region_shares(model, pairs, 8) | reconstruction_vs_copy(model, dataset, 64)
+            for name, (pairs, dataset) in splits.items()}
+
+
+def au_experiment(seconds: float, work: Path) -> dict[str, object]:
+    """Pre-train ``tiny`` for about ``seconds`` on synthetic video (10 faces: 5 as .mp4, 5 as JPEG folders)
+    and compare maps and losses before/after on those videos and on 2 held-out faces."""
+    synth = write_synthetic_dataset(work / "synthetic", SynthConfig(
+        seed=0, subjects=0, unlabeled_videos=12, unlabeled_frames=300, size=64, fps=200, write_mp4=True,
+        expressions_per_second=3.0))
+    train_sources = [str(p) for p in synth.videos[:5]] + [str(p) for p in synth.frame_folders[5:10]]
+    held_out = [str(p) for p in synth.frame_folders[10:]]
+    ground_truth = json.loads(synth.unlabeled_ground_truth_json.read_text())
+    data = {"sources": train_sources, "folder_fps": 200, "cache_dir": str(work / "cache_au")}
+    splits = {}
+    for split, sources in (("training videos", train_sources), ("held-out faces", held_out)):
+        dataset, _ = build_pair_dataset(PairDataConfig(sources=sources, folder_fps=200), 64, seed=99)
+        splits[split] = (event_pairs(ground_truth, [Path(s).stem for s in sources]), dataset)
+
+    probe = PretrainConfig.from_dict({"model": {"name": "tiny"}, "data": data, "train": {
+        "steps": 12, "global_batch": 32, "out_dir": str(work / "probe"), "progress": False, "log_every": 2,
+        "checkpoint_every": 12, "preview_every": 12, "device": "cpu"}})
+    step_seconds = pretrain(probe)["seconds"] / 12
+    steps = max(50, int(seconds / step_seconds) // 50 * 50)
+    config = PretrainConfig.from_dict({"model": {"name": "tiny"}, "data": data,
+                                       "optim": {"lr": 1e-3, "min_lr": 1e-5, "warmup_steps": 50},
+                                       "train": {"steps": steps, "global_batch": 32, "out_dir": str(work / "au_run"),
+                                                 "log_every": 50, "checkpoint_every": steps, "preview_every": steps,
+                                                 "device": "cpu", "progress": True}})
+    torch.manual_seed(config.train.seed)
+    before = evaluate(create_model("tiny"), splits)
+    summary = pretrain(config)
+    after = evaluate(load(work / "au_run" / "model"), splits)
+    areas = {name: {"au_area_share": float(np.mean([patch_coverage(p.au_mask, 8).mean() for p in pairs])),
+                    "background_area_share": float(np.mean([patch_coverage(p.moving_background, 8).mean()
+                                                            for p in pairs])), "pairs": len(pairs)}
+             for name, (pairs, _) in splits.items()}
+    return {"steps": steps, "train_seconds": summary["seconds"], "global_batch": 32, "areas": areas,
+            "before": before, "after": after}
+
+
+# ------------------------------------------------------------------------------------------ report
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--au-seconds", type=float, default=180.0, help="pre-training time of the AU experiment")
+    parser.add_argument("--cpu-steps", type=int, default=4)
+    parser.add_argument("--gpu-batch", type=int, default=256)
+    parser.add_argument("--gpu-steps", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model on the GPU")
+    parser.add_argument("--skip-au", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as folder:
+        work = Path(folder)
+        rows.append(throughput("tiny", 32, args.cpu_steps * 4, "cpu", args.workers, False, work))
+        rows.append(throughput("official-small", 4, args.cpu_steps, "cpu", args.workers, False, work))
+        if torch.cuda.is_available():
+            rows.append(throughput("official-small", args.gpu_batch, args.gpu_steps, "cuda", max(args.workers, 8),
+                                   args.compile, work))
+        au = None if args.skip_au else au_experiment(args.au_seconds, work)
+    payload = {"machine": machine_info(), "throughput": rows, "au_experiment": au}
+    columns = ["model", "device", "batch", "img_size", "bf16", "workers", "data_samples_per_s",
+               "model_samples_per_s", "pipeline_samples_per_s", "train_gflop_per_sample", "model_tflops",
+               "model_mfu"]
+    markdown = ["# Pre-training benchmark", "", f"Machine: `{json.dumps(payload['machine'])}`", "",
+                "## Throughput (samples/s; a sample is one (I_t, I_{t+δ}) pair)", "", markdown_table(rows, columns)]
+    if au is not None:
+        table = [{"when": when, "pairs from": split, **au[when][split], **au["areas"][split]}
+                 for split in au["areas"] for when in ("before", "after")]
+        markdown += ["", f"## `tiny` pre-trained {au['steps']} steps ({au['train_seconds']:.0f} s, batch 32) on "
+                     "synthetic unlabeled video", "",
+                     "Change-map mass share on the true AU regions and on the moving background of the "
+                     "videos' (onset, apex) pairs, next to the share of patches those regions cover (what a "
+                     "uniform map would give); reconstruction loss of 64 pairs against copying I_{t/s}.", "",
+                     markdown_table(table, ["when", "pairs from", "pairs", "au_mass_share", "au_area_share",
+                                            "background_mass_share", "background_area_share", "rec_loss",
+                                            "copy_baseline_loss"])]
+    json_path, md_path = write_results("bench_pretrain", payload, "\n".join(markdown) + "\n")
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+
+
+if __name__ == "__main__":
+    main()
