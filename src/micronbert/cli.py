@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("dataset", help="casme2, samm, smic, casme3, casme3c, casme_sq, mmew, 4dme, manifest")
     prepare.add_argument("--root", required=True, help="the dataset's folder as downloaded")
     prepare.add_argument("--out", required=True, help="output folder for the table and the face crops")
-    prepare.add_argument("--scheme", help="class scheme (default: the dataset's usual one)")
+    prepare.add_argument("--scheme", help="class scheme for the label column, e.g. casme2-5class (default: none)")
     prepare.add_argument("--size", type=int, default=224, help="crop side (default 224)")
     prepare.add_argument("--no-crop", action="store_true", help="keep the frames as they are (already cropped)")
     prepare.add_argument("--backend", default="opencv", choices=("opencv", "mediapipe", "dlib"))
@@ -120,9 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="what to do where the annotation has no apex (default: estimate it)")
     prepare.set_defaults(run=_prepare)
 
+    from .train.finetune import add_finetune_parser
+    from .train.predict import add_predict_parser
     from .train.pretrain import add_pretrain_parser
+    from .train.protocols import add_evaluate_parser
 
     add_pretrain_parser(commands)
+    add_finetune_parser(commands)
+    add_evaluate_parser(commands)
+    add_predict_parser(commands)
 
     models = commands.add_parser("models", help="list the named model configurations")
     models.set_defaults(run=_models)

@@ -72,3 +72,20 @@ def test_prepare_reports_a_clip_without_a_face(tmp_path, capsys):
     assert "1 clip(s) could not be cropped" in capsys.readouterr().out
     report = json.loads((tmp_path / "p" / "prepare_report.json").read_text())
     assert report["samples"] == 0 and "img1.png" in report["failed_clips"][0]["error"]
+
+
+def test_prepared_synthetic_table_runs_through_evaluate_unchanged(tmp_path):
+    out = tmp_path / "synthetic"
+    assert cli_main(["synth", str(out), "--subjects", "3", "--clips-per-subject", "4", "--size", "64",
+                     "--videos", "0", "--seed", "1"]) == 0
+    assert cli_main(["prepare", "casme2", "--root", str(out / "CASME2"), "--out", str(tmp_path / "prep"),
+                     "--no-crop", "--scheme", "casme2-5class"]) == 0
+    report = tmp_path / "eval"
+    assert cli_main(["evaluate", "--table", str(tmp_path / "prep" / "table.csv"), "--method", "framediff",
+                     "--protocol", "loso", "--out", str(report), "--quiet", "--skip-bad"]) == 0
+    table = load_table(tmp_path / "prep" / "table.csv")
+    predictions = pd.read_csv(report / "predictions.csv")
+    assert len(predictions) == len(table) == 12
+    assert set(predictions["subject"]) == {s.split("/")[1] for s in table["subject"]}
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert 0.0 <= metrics["pooled"]["uf1"] <= 1.0 and metrics["skipped_samples"] == []

@@ -1,0 +1,271 @@
+"""Recognition of new samples: ``micronbert predict``.
+
+From two images (onset, apex) or from a clip (a folder of numbered frames or a video file). For a clip the
+apex is found automatically: every frame is compared with the first (onset) frame by DMA, and the frame whose
+change is largest (lowest mean DMA self-attention, i.e. the largest mean of the change map before its
+per-frame normalisation) is taken. Each sample gets a picture (onset, apex, DMA change map and PoI saliency
+over the face, probabilities as bars) and a JSON-ready record.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from micronbert.data.frames import IMAGE_EXTENSIONS, frame_number, list_frames, read_frame
+from micronbert.data.transforms import to_model_input
+from micronbert.model import MicronBERT, change_map, load
+from micronbert.train.finetune import resize_square
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+@dataclass
+class Prediction:
+    """The result for one sample; ``apex_frame`` / ``apex_score`` are set when the apex was searched."""
+
+    name: str
+    probabilities: dict[str, float]
+    predicted: str
+    onset_frame: str
+    apex_frame: str
+    apex_searched: bool
+    apex_score: float | None = None
+    figure: str | None = None
+
+
+class Predictor:
+    """A fine-tuned model with its class names; see :func:`load_predictor`."""
+
+    def __init__(self, model: MicronBERT, class_names: Sequence[str]) -> None:
+        if model.head is None:
+            raise ValueError("the model has no recognition head: fine-tune it first (micronbert finetune)")
+        if len(class_names) != model.config.num_classes:
+            raise ValueError(f"{len(class_names)} class names for a head of {model.config.num_classes} classes")
+        self.model = model.eval()
+        self.class_names = list(class_names)
+        self.size = model.config.img_size
+
+    @torch.no_grad()
+    def pair(self, onset: np.ndarray, apex: np.ndarray) -> dict[str, Any]:
+        """Probabilities (classes,), DMA change map (N,) and saliency (N,) of one uint8 RGB pair."""
+        if onset.shape != apex.shape:
+            raise ValueError(f"onset and apex images differ in size: {onset.shape[:2]} vs {apex.shape[:2]}")
+        onset_in = to_model_input(resize_square(onset, self.size))
+        apex_in = to_model_input(resize_square(apex, self.size))
+        out = self.model.recognize(onset_in, apex_in)
+        return {"probabilities": torch.softmax(out["logits"], dim=1)[0].numpy(),
+                "change": change_map(out["dma_map"])[0].numpy(), "saliency": out["saliency"][0].numpy()}
+
+    @torch.no_grad()
+    def find_apex(self, frames: Sequence[np.ndarray], batch_size: int = 16) -> tuple[int, np.ndarray]:
+        """Index of the frame (after the first) that changes most against frame 0, and every frame's score
+        (1 − mean DMA self-attention against the onset; the onset itself scores against itself)."""
+        if len(frames) < 2:
+            raise ValueError(f"a clip needs at least two frames to find an apex, got {len(frames)}")
+        shapes = {frame.shape for frame in frames}
+        if len(shapes) > 1:
+            raise ValueError(f"the clip's frames differ in size: {sorted(shapes)}")
+        onset_tokens = self.model.encode(to_model_input(resize_square(frames[0], self.size)))
+        scores = []
+        for start in range(0, len(frames), batch_size):
+            batch = np.stack([resize_square(frame, self.size) for frame in frames[start:start + batch_size]])
+            tokens = self.model.encode(to_model_input(batch))
+            _, diagonal = self.model.dma(tokens, onset_tokens.expand(len(batch), -1, -1))
+            scores.append(1.0 - diagonal.mean(dim=(1, 2)))
+        score = torch.cat(scores).numpy()
+        return int(np.argmax(score[1:]) + 1), score
+
+
+def load_predictor(path: str | Path, class_names: Sequence[str] | None = None) -> Predictor:
+    """A predictor from a ``micronbert finetune`` output folder (model/ + classes.json) or a checkpoint
+    folder with ``class_names`` given."""
+    folder = Path(path)
+    if not folder.exists():
+        raise FileNotFoundError(f"model not found: {folder}")
+    checkpoint = folder / "model" if (folder / "model").is_dir() else folder
+    model = load(checkpoint)
+    if class_names is None:
+        classes_file = folder / "classes.json"
+        if classes_file.is_file():
+            class_names = json.loads(classes_file.read_text())["classes"]
+        else:
+            class_names = [str(i) for i in range(model.config.num_classes)]
+    return Predictor(model, class_names)
+
+
+def read_clip(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
+    """Frames of a clip (a folder of numbered images or a video file) and a name for each frame
+    (the file path, or ``video.mp4#k`` with k counted from 1)."""
+    clip = Path(path)
+    if clip.is_dir():
+        files = list_frames(clip)
+        if not files:
+            raise ValueError(f"{clip}: no numbered image files")
+        return [read_frame(file) for file in files], [str(file) for file in files]
+    if not clip.is_file():
+        raise FileNotFoundError(f"clip not found: {clip}")
+    if clip.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise ValueError(f"{clip}: not a frame folder or a video ({', '.join(VIDEO_EXTENSIONS)})")
+    import av
+
+    try:
+        with av.open(str(clip)) as container:
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    except av.error.FFmpegError as err:
+        raise ValueError(f"{clip}: cannot decode the video ({err})") from None
+    if not frames:
+        raise ValueError(f"{clip}: the video holds no frames")
+    return frames, [f"{clip}#{index + 1}" for index in range(len(frames))]
+
+
+def _figure(predictor: Predictor, onset: np.ndarray, apex: np.ndarray, maps: dict[str, Any], title: str,
+            path: Path) -> Path:
+    from micronbert.viz import pair_maps_figure, patch_map_to_image, save_figure_atomically
+
+    grid = predictor.size // predictor.model.config.patch_size
+    onset_small, apex_small = resize_square(onset, predictor.size), resize_square(apex, predictor.size)
+    change = patch_map_to_image(maps["change"], grid, grid, predictor.size, predictor.size)
+    saliency = patch_map_to_image(maps["saliency"], grid, grid, predictor.size, predictor.size)
+    figure = pair_maps_figure(onset_small, apex_small, change, saliency, title=title,
+                              probabilities=maps["probabilities"].tolist(), class_names=predictor.class_names)
+    return save_figure_atomically(figure, path)
+
+
+def _prediction(predictor: Predictor, name: str, onset: np.ndarray, apex: np.ndarray, onset_name: str,
+                apex_name: str, out_dir: Path | None, apex_score: float | None) -> Prediction:
+    maps = predictor.pair(onset, apex)
+    probabilities = {cls: float(p) for cls, p in zip(predictor.class_names, maps["probabilities"])}
+    predicted = predictor.class_names[int(np.argmax(maps["probabilities"]))]
+    result = Prediction(name, probabilities, predicted, onset_name, apex_name, apex_score is not None, apex_score)
+    if out_dir is not None:
+        title = f"{name}: {predicted} ({probabilities[predicted]:.0%})"
+        result.figure = str(_figure(predictor, onset, apex, maps, title, out_dir / f"{_safe(name)}.png"))
+    return result
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "sample"
+
+
+def predict_pair(predictor: Predictor, onset_path: str | Path, apex_path: str | Path,
+                 out_dir: str | Path | None = None) -> Prediction:
+    """Classify an (onset, apex) pair of image files; draws ``out_dir/<apex name>.png`` when asked."""
+    onset, apex = read_frame(onset_path), read_frame(apex_path)
+    if onset.shape != apex.shape:
+        raise ValueError(f"{onset_path} and {apex_path} differ in size: {onset.shape[:2]} vs {apex.shape[:2]}")
+    name = Path(apex_path).stem
+    return _prediction(predictor, name, onset, apex, str(onset_path), str(apex_path),
+                       Path(out_dir) if out_dir else None, None)
+
+
+def predict_clip(predictor: Predictor, clip: str | Path, out_dir: str | Path | None = None) -> Prediction:
+    """Classify a clip: its first frame is the onset and the apex is found by DMA (see the module doc)."""
+    frames, names = read_clip(clip)
+    try:
+        apex_index, scores = predictor.find_apex(frames)
+    except ValueError as err:
+        raise ValueError(f"{clip}: {err}") from None
+    return _prediction(predictor, Path(clip).name, frames[0], frames[apex_index], names[0], names[apex_index],
+                       Path(out_dir) if out_dir else None, float(scores[apex_index]))
+
+
+def clips_in(folder: str | Path) -> list[Path]:
+    """The clips of a batch folder: sub-folders holding numbered images, and video files, sorted by name."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"batch folder not found: {root}")
+    clips = []
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS and _numbered(p) for p in entry.iterdir()):
+            clips.append(entry)
+        elif entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS:
+            clips.append(entry)
+    return clips
+
+
+def _numbered(path: Path) -> bool:
+    try:
+        frame_number(path)
+    except ValueError:
+        return False
+    return True
+
+
+def predict_batch(predictor: Predictor, folder: str | Path, out_dir: str | Path | None = None,
+                  progress: bool = True) -> tuple[list[Prediction], list[tuple[str, str]]]:
+    """Classify every clip of ``folder`` (see :func:`clips_in`); clips that fail are listed with the reason."""
+    from tqdm import tqdm
+
+    clips = clips_in(folder)
+    if not clips:
+        raise ValueError(f"{folder}: no clips (frame folders or videos) found")
+    results, failed = [], []
+    for clip in tqdm(clips, desc="clips", unit="clip", disable=not progress, file=sys.stderr):
+        try:
+            results.append(predict_clip(predictor, clip, out_dir))
+        except (ValueError, FileNotFoundError) as err:
+            failed.append((str(clip), str(err)))
+    return results, failed
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def _print_prediction(result: Prediction) -> None:
+    ranked = sorted(result.probabilities.items(), key=lambda item: -item[1])
+    print(f"{result.name}: {result.predicted}  (" + ", ".join(f"{c} {p:.2f}" for c, p in ranked) + ")")
+    if result.apex_searched:
+        print(f"  apex found automatically: {result.apex_frame} (DMA change {result.apex_score:.4f}); "
+              f"onset {result.onset_frame}")
+    if result.figure:
+        print(f"  picture: {result.figure}")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    chosen = [bool(args.onset or args.apex), bool(args.clip), bool(args.batch)]
+    if sum(chosen) != 1:
+        raise ValueError("give exactly one of --onset/--apex, --clip or --batch")
+    if chosen[0] and not (args.onset and args.apex):
+        raise ValueError("--onset and --apex go together")
+    predictor = load_predictor(args.model)
+    out_dir = None if args.no_pictures else args.out
+    failed: list[tuple[str, str]] = []
+    if chosen[0]:
+        results = [predict_pair(predictor, args.onset, args.apex, out_dir)]
+    elif chosen[1]:
+        results = [predict_clip(predictor, args.clip, out_dir)]
+    else:
+        results, failed = predict_batch(predictor, args.batch, out_dir, progress=not args.json)
+    if args.json:
+        print(json.dumps({"predictions": [asdict(r) for r in results],
+                          "failed": [{"clip": c, "error": e} for c, e in failed]}, indent=2))
+    else:
+        for result in results:
+            _print_prediction(result)
+        for clip, error in failed:
+            print(f"failed: {error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``micronbert predict``."""
+    parser = subparsers.add_parser("predict", help="classify an onset/apex pair, a clip or a folder of clips",
+                                   description="Class probabilities from a fine-tuned model. For a clip (frame "
+                                   "folder or video) the apex is the frame whose DMA change against the first "
+                                   "frame is largest. Writes a picture per sample into --out.")
+    parser.add_argument("--model", required=True, help="`micronbert finetune` output folder (model/ + classes.json)")
+    parser.add_argument("--onset", help="onset image file")
+    parser.add_argument("--apex", help="apex image file")
+    parser.add_argument("--clip", help="a clip: folder of numbered frames or a video file")
+    parser.add_argument("--batch", help="a folder of clips (sub-folders or videos), with a progress bar")
+    parser.add_argument("--out", default="predictions", help="folder for the pictures (default: predictions)")
+    parser.add_argument("--no-pictures", action="store_true", help="do not draw pictures")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(run=_run_predict)
+    return parser

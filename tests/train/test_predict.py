@@ -1,0 +1,111 @@
+"""Prediction: pairs, clips (folder and video) with the automatic apex, batch mode, pictures and the CLI."""
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from micronbert.data.datasets import get_scheme, load
+from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
+from micronbert.data.synthetic.writers import video_codec
+from micronbert.data.transforms import to_model_input
+from micronbert.train.finetune import FinetuneConfig, finetune
+from micronbert.train.predict import (
+    add_predict_parser, clips_in, load_predictor, predict_batch, predict_clip, predict_pair, read_clip,
+)
+
+SCHEME = "casme2-5class"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A finetune output folder and the synthetic CASME II-like tree it was trained on."""
+    root = tmp_path_factory.mktemp("predict")
+    dataset = write_synthetic_dataset(root / "data", SynthConfig(subjects=2, clips_per_subject=3, size=64,
+                                                                 unlabeled_videos=0, write_mp4=False,
+                                                                 duration_s=(0.05, 0.1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = load("casme2", dataset.casme2_root, scheme=SCHEME)
+    config = FinetuneConfig(epochs=1, cache_dir=str(root / "cache"))
+    out = finetune(table, config, root / "model", list(get_scheme(SCHEME).classes), log=lambda message: None)
+    return out, dataset.casme2_root / "Cropped"
+
+
+def _clip_folders(frames_root: Path) -> list[Path]:
+    return sorted(p for p in frames_root.glob("sub*/*") if p.is_dir())
+
+
+def test_pair_gives_probabilities_and_a_picture(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    predictor = load_predictor(trained[0])
+    assert predictor.class_names == list(get_scheme(SCHEME).classes)
+    frames = sorted(_clip_folders(trained[1])[0].iterdir())
+    result = predict_pair(predictor, frames[0], frames[-1], tmp_path)
+    assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert result.predicted == max(result.probabilities, key=result.probabilities.get)
+    assert not result.apex_searched and Path(result.figure).stat().st_size > 0
+    small = tmp_path / "small_1.jpg"
+    cv2.imwrite(str(small), cv2.resize(cv2.imread(str(frames[-1])), (40, 40)))
+    with pytest.raises(ValueError, match="small_1.jpg.*differ in size"):
+        predict_pair(predictor, frames[0], small)
+
+
+def test_clip_apex_is_the_frame_of_largest_dma_change(trained: tuple[Path, Path]) -> None:
+    predictor = load_predictor(trained[0])
+    clip = _clip_folders(trained[1])[1]
+    result = predict_clip(predictor, clip)
+    frames, names = read_clip(clip)
+    model = predictor.model
+    with torch.no_grad():
+        onset = to_model_input(np.stack([frames[0]] * (len(frames) - 1)))
+        others = to_model_input(np.stack(frames[1:]))
+        change = 1.0 - model.recognize(onset, others)["dma_map"].mean(dim=(1, 2))
+    expected = int(torch.argmax(change)) + 1
+    assert result.apex_searched and result.apex_frame == names[expected] and result.onset_frame == names[0]
+    assert result.apex_score == pytest.approx(float(change[expected - 1]), abs=1e-5)
+
+
+def _write_video(frames: list[np.ndarray], path: Path) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(video_codec(), rate=25)
+        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_batch_over_folders_and_videos_reports_failures(trained: tuple[Path, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    clip = _clip_folders(trained[1])[0]
+    frames, _ = read_clip(clip)
+    _write_video(frames, batch / "b_video.mp4")
+    (batch / "a_frames").symlink_to(clip, target_is_directory=True)
+    lonely = batch / "c_single"
+    lonely.mkdir()
+    cv2.imwrite(str(lonely / "img1.jpg"), frames[0][..., ::-1])
+    assert [p.name for p in clips_in(batch)] == ["a_frames", "b_video.mp4", "c_single"]
+    predictor = load_predictor(trained[0])
+    results, failed = predict_batch(predictor, batch, tmp_path / "pictures", progress=False)
+    assert [r.name for r in results] == ["a_frames", "b_video.mp4"]
+    assert results[1].apex_frame.startswith(str(batch / "b_video.mp4#"))
+    assert len(failed) == 1 and "c_single" in failed[0][1] and "at least two frames" in failed[0][1]
+    assert len(list((tmp_path / "pictures").glob("*.png"))) == 2
+
+    parser = argparse.ArgumentParser()
+    add_predict_parser(parser.add_subparsers())
+    args = parser.parse_args(["predict", "--model", str(trained[0]), "--batch", str(batch), "--json",
+                              "--no-pictures"])
+    assert args.run(args) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in document["predictions"]] == ["a_frames", "b_video.mp4"]
+    assert document["failed"][0]["clip"].endswith("c_single")
