@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import socket
 from pathlib import Path
+
+from micronbert.io import write_json_atomically, write_text_atomically
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,10 +44,8 @@ def write_results(name: str, payload: dict[str, object], markdown: str) -> tuple
     device = "gpu" if "gpu" in payload.get("machine", {}) else "cpu"
     json_path = RESULTS / f"{name}_{device}_{stamp}.json"
     md_path = json_path.with_suffix(".md")
-    for path, text in ((json_path, json.dumps(payload, indent=2)), (md_path, markdown)):
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(text)
-        os.replace(temporary, path)
+    write_json_atomically(json_path, payload)
+    write_text_atomically(md_path, markdown)
     return json_path, md_path
 
 

@@ -1,14 +1,13 @@
 """``micronbert prepare``: read a dataset as received, crop its faces once, write the sample table."""
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ..io import write_json_atomically
 from .crops import Clip, CropSettings, prepare_crops
 from .datasets import load_with_report
 from .faces import AlignConfig
@@ -81,8 +80,5 @@ def prepare_dataset(name: str, root: str | Path | dict[str, str | Path], out_dir
         "warnings": load_report.warnings, "notes": load_report.notes,
         "failed_clips": [{"clip": k, "error": v} for k, v in failed.items()],
     }
-    report_path = out_dir / REPORT_FILE
-    temporary = report_path.with_name(f".{REPORT_FILE}.tmp")
-    temporary.write_text(json.dumps(report, indent=2))
-    os.replace(temporary, report_path)
+    report_path = write_json_atomically(out_dir / REPORT_FILE, report)
     return PrepareResult(table, table_path, report_path, load_report, failed)

@@ -16,9 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +34,7 @@ from micronbert.data.table import sample_key
 from micronbert.data.transforms import to_model_input
 from micronbert.model import MicronBERT, create_model, load, save
 from micronbert.train.token_cache import CacheStats, TokenCache, default_cache_dir
+from micronbert.io import write_json_atomically
 
 MODES = ("finetune", "frozen")
 FROZEN_TRAIN = ("dma+head", "head")
@@ -497,46 +495,6 @@ def finetune(table: pd.DataFrame, config: FinetuneConfig, out_dir: str | Path,
     write_json_atomically(out / "classes.json", {"classes": list(class_names), "config": config.to_dict(),
                                                   "samples": len(pairs), "skipped": pairs.skipped})
     return out
-
-
-def write_json_atomically(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON (NaN as null) through a temporary file."""
-    return write_text_atomically(path, json.dumps(_nan_to_none(data), indent=2, allow_nan=False,
-                                                  default=_json_default) + "\n")
-
-
-def write_text_atomically(path: Path, text: str) -> Path:
-    """Write ``text`` through a temporary file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _nan_to_none(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(item) for item in value]
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 # ------------------------------------------------------------------------------------------ inputs

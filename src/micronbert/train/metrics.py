@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from micronbert.io import json_safe, write_text_atomically
 
 PREDICTION_COLUMNS = ("dataset", "subject", "clip", "gt", "pred")
 
@@ -193,19 +194,6 @@ def _check_unique_folds(folds: Sequence[FoldPredictions]) -> None:
         seen.add(key)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_megc_log(folds: Sequence[FoldPredictions], path: str | os.PathLike[str]) -> None:
     """Write predictions in the MEGC result-log format, atomically.
 
@@ -217,7 +205,7 @@ def write_megc_log(folds: Sequence[FoldPredictions], path: str | os.PathLike[str
     for fold in folds:
         lines.append(f"{fold.database} {fold.subject}")
         lines.extend(f"{clip} {gt} {pred}" for clip, gt, pred in zip(fold.clips, fold.y_true, fold.y_pred))
-    _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    write_text_atomically(Path(path), "\n".join(lines) + "\n")
 
 
 def _parse_label(token: str, where: str) -> int:
@@ -276,17 +264,7 @@ def write_predictions_csv(folds: Sequence[FoldPredictions], path: str | os.PathL
     """Write the pooled predictions as CSV (columns ``dataset, subject, clip, gt, pred``), atomically."""
     folds = list(folds)
     _check_unique_folds(folds)
-    _atomic_write_text(Path(path), predictions_table(folds).to_csv(index=False))
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    return value
+    write_text_atomically(Path(path), predictions_table(folds).to_csv(index=False))
 
 
 def write_predictions_json(
@@ -314,5 +292,5 @@ def write_predictions_json(
         ]
     }
     if metrics is not None:
-        document["metrics"] = _json_safe(metrics)
-    _atomic_write_text(Path(path), json.dumps(document, indent=2, allow_nan=False) + "\n")
+        document["metrics"] = json_safe(metrics)
+    write_text_atomically(Path(path), json.dumps(document, indent=2, allow_nan=False) + "\n")

@@ -66,6 +66,7 @@ from ..data.pairs import (DataReport, FaceCropper, PairDataConfig, PairDataset, 
 from ..data.transforms import to_uint8
 from ..model import MicronBERT, change_map, create_model, load, reconstruct_images, save
 from .checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint, step_checkpoints
+from ..io import write_json_atomically
 
 
 # ------------------------------------------------------------------------------------------ configuration
@@ -298,12 +299,6 @@ def replica_difference(model: torch.nn.Module) -> float:
 
 
 # ------------------------------------------------------------------------------------------ outputs
-def write_json_atomically(path: Path, data: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2))
-    os.replace(temporary, path)
-
-
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Keep the metric lines up to ``last_step`` (a resumed run rewrites what came after its checkpoint)."""
     if not path.is_file():

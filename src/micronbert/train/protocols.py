@@ -37,8 +37,8 @@ from micronbert.train.finetune import (
     FinetuneConfig, PairData, add_sample_arguments, build_model, cached_pair_tokens, class_weights,
     config_from_args, load_pairs, pooled_dma_features, predict_features, predict_pairs, predict_tokens,
     read_samples, train_head_on_features, train_on_pairs, train_on_tokens,
-    write_json_atomically, write_text_atomically,
 )
+from micronbert.io import write_json_atomically, write_text_atomically
 from micronbert.train.metrics import (
     FoldPredictions, per_dataset_metrics, pooled_metrics, predictions_table, write_megc_log,
     write_predictions_csv, write_predictions_json,

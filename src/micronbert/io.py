@@ -1,0 +1,47 @@
+"""Atomic file writes: a temporary file in the target's folder, renamed into place, so a crash never
+leaves a half-written result."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def write_text_atomically(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` through a temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN floats as ``None`` and numpy scalars/arrays as plain Python, recursively."""
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def write_json_atomically(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``data`` as indented JSON (NaN as null) through a temporary file."""
+    return write_text_atomically(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
