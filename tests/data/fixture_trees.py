@@ -43,7 +43,9 @@ def write_clip(
 
 
 def write_workbook(path: Path, sheets: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> Path:
-    """An .xlsx file with the given sheets; each row is a list of cells (None = blank cell)."""
+    """An .xlsx (or legacy .xls) file with the given sheets; each row is a list of cells (None = blank)."""
+    if path.suffix == ".xls":
+        return _write_xls(path, sheets)
     book = Workbook()
     book.remove(book.active)
     for title, rows in sheets:
@@ -52,6 +54,21 @@ def write_workbook(path: Path, sheets: Sequence[tuple[str, Sequence[Sequence[obj
             sheet.append(list(row))
     path.parent.mkdir(parents=True, exist_ok=True)
     book.save(path)
+    return path
+
+
+def _write_xls(path: Path, sheets: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> Path:
+    import xlwt
+
+    book = xlwt.Workbook()
+    for title, rows in sheets:
+        sheet = book.add_sheet(title)
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                if value is not None:
+                    sheet.write(r, c, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book.save(str(path))
     return path
 
 

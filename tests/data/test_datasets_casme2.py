@@ -56,7 +56,7 @@ def test_five_class_scheme(tmp_path: Path) -> None:
                                      "emotion 'sadness' not in scheme casme2-5class": 1}
 
 
-@pytest.mark.parametrize("sheet_name", CASME2_SHEET_NAMES + ["CASME2_label_Ver_2.csv"])
+@pytest.mark.parametrize("sheet_name", CASME2_SHEET_NAMES + ["CASME2_label_Ver_2.xls", "CASME2_label_Ver_2.csv"])
 def test_sheet_versions_are_found_by_pattern(tmp_path: Path, sheet_name: str) -> None:
     table, report = load_with_report("casme2", build_casme2(tmp_path, sheet_name=sheet_name), check_frames=False)
     assert len(table) == len(CASME2_ROWS)
