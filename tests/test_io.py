@@ -23,3 +23,20 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
         write_text_atomically(target, 5)  # not text: fails while writing the temporary file
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_read_yaml_mapping_unwraps_a_section_and_names_the_file(tmp_path):
+    from micronbert.io import read_yaml_mapping
+
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {dim: 96}\n")
+    assert read_yaml_mapping(path, "model") == {"dim": 96}
+    assert read_yaml_mapping(path) == {"model": {"dim": 96}}
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="c.yaml: expected a mapping"):
+        read_yaml_mapping(path, "model")
+    path.write_text("a: [")
+    with pytest.raises(ValueError, match="c.yaml: not valid YAML"):
+        read_yaml_mapping(path)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        read_yaml_mapping(tmp_path / "missing.yaml")

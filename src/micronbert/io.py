@@ -45,3 +45,25 @@ def json_safe(value: Any) -> Any:
 def write_json_atomically(path: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as indented JSON (NaN as null) through a temporary file."""
     return write_text_atomically(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def read_yaml_mapping(path: str | os.PathLike[str], section: str | None = None) -> dict[str, Any]:
+    """The mapping in a YAML file (the part under a top-level ``section:`` key when there is one).
+
+    A missing file raises ``FileNotFoundError``; invalid YAML or a non-mapping raises ``ValueError``
+    naming the file.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such configuration file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from err
+    if section is not None and isinstance(data, dict) and isinstance(data.get(section), dict):
+        data = data[section]
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of {section or 'configuration'} options")
+    return data

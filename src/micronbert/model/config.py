@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..io import read_yaml_mapping
 
 DMA_QUERIES = ("reference", "swapped")
 POI_MODES = ("saliency", "off")
@@ -136,15 +136,7 @@ class ModelConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> ModelConfig:
         """Read a YAML file holding the fields (optionally under a top-level ``model:`` key)."""
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from err
-        if isinstance(data, dict) and isinstance(data.get("model"), dict):
-            data = data["model"]
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of model options")
+        data = read_yaml_mapping(path, "model")
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as err:

@@ -26,7 +26,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch.nn import functional as F
 
 from micronbert.data.frames import frame_path, read_frame
@@ -34,7 +33,7 @@ from micronbert.data.table import sample_key
 from micronbert.data.transforms import to_model_input
 from micronbert.model import MicronBERT, create_model, load, save
 from micronbert.train.token_cache import CacheStats, TokenCache, default_cache_dir
-from micronbert.io import write_json_atomically
+from micronbert.io import read_yaml_mapping, write_json_atomically
 
 MODES = ("finetune", "frozen")
 FROZEN_TRAIN = ("dma+head", "head")
@@ -129,17 +128,7 @@ class FinetuneConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> FinetuneConfig:
         """Read the fields from a YAML mapping (optionally under a top-level ``finetune:`` key)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"finetune config not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from err
-        if isinstance(data, dict) and isinstance(data.get("finetune"), dict):
-            data = data["finetune"]
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of finetune options")
+        data = read_yaml_mapping(path, "finetune")
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as err:
