@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 from pathlib import Path
 
 import cv2
@@ -12,8 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from micronbert.data.datasets import get_scheme, load
-from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
+from micronbert.data.datasets import get_scheme
 from micronbert.model import create_model
 from micronbert.train.finetune import (
     AugmentConfig, FinetuneConfig, SampleError, build_model, class_weights, finetune, load_pairs, paired_augment,
@@ -22,17 +20,13 @@ from micronbert.train.finetune import (
 from micronbert.train.token_cache import TokenCache
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEME = "casme2-5class"
+from tests.train.conftest import SCHEME, synthetic_casme2_table
+
 
 
 @pytest.fixture(scope="module")
 def casme2_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    root = tmp_path_factory.mktemp("synthetic") / "data"
-    dataset = write_synthetic_dataset(root, SynthConfig(subjects=3, clips_per_subject=4, size=64, unlabeled_videos=0,
-                                                        write_mp4=False, duration_s=(0.05, 0.1)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load("casme2", dataset.casme2_root, scheme=SCHEME)
+    return synthetic_casme2_table(tmp_path_factory.mktemp("synthetic"), subjects=3)
 
 
 def test_yaml_config_is_read_and_checked(tmp_path: Path) -> None:

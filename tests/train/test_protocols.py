@@ -5,15 +5,13 @@ import argparse
 import dataclasses
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from micronbert.data.datasets import get_scheme, load
-from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
+from micronbert.data.datasets import get_scheme
 from micronbert.data.table import make_table, save_table
 from micronbert.train import protocols
 from micronbert.train.finetune import FinetuneConfig
@@ -23,18 +21,14 @@ from micronbert.train.protocols import (
     make_folds, run_loso, split_folds,
 )
 
-SCHEME = "casme2-5class"
+from tests.train.conftest import SCHEME, synthetic_casme2_table
+
 NAMES = list(get_scheme(SCHEME).classes)
 
 
 @pytest.fixture(scope="module")
 def casme2_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    root = tmp_path_factory.mktemp("synthetic") / "data"
-    dataset = write_synthetic_dataset(root, SynthConfig(subjects=4, clips_per_subject=4, size=64, unlabeled_videos=0,
-                                                        write_mp4=False, duration_s=(0.05, 0.1)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load("casme2", dataset.casme2_root, scheme=SCHEME)
+    return synthetic_casme2_table(tmp_path_factory.mktemp("synthetic"), subjects=4)
 
 
 def _same(a: dict, b: dict) -> bool:

@@ -103,10 +103,6 @@ def mass_on_regions(change: torch.Tensor, moved: np.ndarray, patch: int) -> floa
     return float((values * coverage).sum() / max(values.sum(), 1e-12))
 
 
-def region_area_share(moved: np.ndarray) -> float:
-    return float(moved.mean())
-
-
 def draw_maps(model: MicronBERT, pair: tuple[np.ndarray, np.ndarray, np.ndarray], path: Path,
               title: str) -> float:
     """Write the held-out pair's maps as a PNG and return the change-map mass share on moved regions."""
@@ -177,7 +173,7 @@ def run_photo_demo(out_dir: str | Path, config: PhotoDemoConfig | None = None) -
         "steps": step, "seconds": round(time.monotonic() - start, 1),
         "rec_loss_first": history[0]["rec_loss"], "rec_loss_last": history[-1]["rec_loss"],
         "mass_on_moved_regions_before": before, "mass_on_moved_regions_after": after,
-        "moved_area_share": region_area_share(held_out[2]),
+        "moved_area_share": float(held_out[2].mean()),
         "maps_before": str(out_dir / "maps_before.png"), "maps_after": str(out_dir / "maps_after.png"),
         "config": asdict(config),
     }
