@@ -32,8 +32,8 @@ from common import machine_info, markdown_table, write_results  # noqa: E402
 
 from micronbert.data.pairs import PairDataConfig, build_pair_dataset, normalise_batch  # noqa: E402
 from micronbert.data.synthetic import SynthConfig, scene_from_ground_truth, write_synthetic_dataset  # noqa: E402
-from micronbert.data.transforms import to_model_input  # noqa: E402
-from micronbert.model import MicronBERT, change_map, create_model, load  # noqa: E402
+from micronbert.model import MicronBERT, create_model, load  # noqa: E402
+from micronbert.train.diagnostics import change_mass_shares, reconstruction_vs_copy  # noqa: E402
 from micronbert.train.pretrain import (DistributedContext, PretrainConfig, Pretrainer,  # noqa: E402
                                        pretrain)
 
@@ -135,36 +135,21 @@ def train_step_flops(model: MicronBERT, frame_t: torch.Tensor, frame_d: torch.Te
 
 
 # ------------------------------------------------------------------------------------------ what it learns
-def region_shares(model: MicronBERT, pairs: list, patch: int) -> dict[str, float]:
-    """Mean share of the change map's mass on patches of the AU regions and of the moving background."""
-    model.eval()
-    au, background = [], []
-    with torch.no_grad():
-        for pair in pairs:
-            tokens = model.encode(to_model_input(np.stack([pair.frame_b, pair.frame_a])))
-            _, diagonal = model.dma(tokens[:1], tokens[1:])
-            values = change_map(diagonal)[0].numpy().astype(np.float64)
-            total = max(values.sum(), 1e-12)
-            au.append(float((values * patch_coverage(pair.au_mask, patch)).sum() / total))
-            background.append(float((values * patch_coverage(pair.moving_background, patch)).sum() / total))
-    return {"au_mass_share": float(np.mean(au)), "background_mass_share": float(np.mean(background))}
+def region_shares(model: MicronBERT, pairs: list) -> dict[str, float]:
+    """Mean share of the change map's mass on the AU regions and on the moving background, with their areas."""
+    onsets, apexes = np.stack([p.frame_a for p in pairs]), np.stack([p.frame_b for p in pairs])
+    au = change_mass_shares(model, onsets, apexes, [p.au_mask for p in pairs])
+    background = change_mass_shares(model, onsets, apexes, [p.moving_background for p in pairs])
+    return {"au_mass_share": au["mass_share"], "au_area_share": au["area_share"],
+            "background_mass_share": background["mass_share"], "background_area_share": background["area_share"]}
 
 
-def patch_coverage(mask: np.ndarray, patch: int) -> np.ndarray:
-    grid_h, grid_w = mask.shape[0] // patch, mask.shape[1] // patch
-    return mask[:grid_h * patch, :grid_w * patch].reshape(grid_h, patch, grid_w, patch).mean(axis=(1, 3)).reshape(-1)
-
-
-def reconstruction_vs_copy(model: MicronBERT, dataset, count: int) -> dict[str, float]:
-    """Reconstruction loss of the model and of copying I_{t/s}, on the same held-out pairs and swap masks."""
-    model.eval()
+def reconstruction_on(model: MicronBERT, dataset, count: int) -> dict[str, float]:
+    """Reconstruction loss of the model and of copying I_{t/s} on ``count`` pairs spread over ``dataset``."""
     items = [dataset[i] for i in np.linspace(0, len(dataset) - 1, count).astype(int)]
     frame_t = normalise_batch(torch.stack([a for a, _ in items]), "cpu")
     frame_d = normalise_batch(torch.stack([b for _, b in items]), "cpu")
-    with torch.no_grad():
-        out = model(frame_t, frame_d, generator=torch.Generator().manual_seed(123))
-        copy = model.reconstruction_loss(frame_t, model.patchify(out["swapped"]), out["swap_mask"])
-    return {"rec_loss": float(out["rec_loss"]), "copy_baseline_loss": float(copy)}
+    return reconstruction_vs_copy(model, frame_t, frame_d)
 
 
 def event_pairs(ground_truth: dict, names: list[str]) -> list:
@@ -178,7 +163,7 @@ def event_pairs(ground_truth: dict, names: list[str]) -> list:
 
 
 def evaluate(model: MicronBERT, splits: dict[str, tuple[list, object]]) -> dict[str, dict[str, float]]:
-    return {name: region_shares(model, pairs, 8) | reconstruction_vs_copy(model, dataset, 64)
+    return {name: region_shares(model, pairs) | reconstruction_on(model, dataset, 64)
             for name, (pairs, dataset) in splits.items()}
 
 
@@ -211,10 +196,7 @@ def au_experiment(seconds: float, work: Path) -> dict[str, object]:
     before = evaluate(create_model("tiny"), splits)
     summary = pretrain(config)
     after = evaluate(load(work / "au_run" / "model"), splits)
-    areas = {name: {"au_area_share": float(np.mean([patch_coverage(p.au_mask, 8).mean() for p in pairs])),
-                    "background_area_share": float(np.mean([patch_coverage(p.moving_background, 8).mean()
-                                                            for p in pairs])), "pairs": len(pairs)}
-             for name, (pairs, _) in splits.items()}
+    areas = {name: {"pairs": len(pairs)} for name, (pairs, _) in splits.items()}
     return {"steps": steps, "train_seconds": summary["seconds"], "global_batch": 32, "areas": areas,
             "before": before, "after": after}
 

@@ -24,18 +24,21 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .train.photo_demo import PhotoDemoConfig, run_photo_demo
+    import dataclasses
 
-    summary = run_photo_demo(args.out, PhotoDemoConfig(seconds=args.seconds, seed=args.seed))
-    print(f"pre-trained tiny for {summary['steps']} steps ({summary['seconds']} s): reconstruction loss "
-          f"{summary['rec_loss_first']:.3f} -> {summary['rec_loss_last']:.3f}")
-    print(f"share of the held-out pair's DMA change map on the displaced regions "
-          f"(they cover {summary['moved_area_share']:.0%} of the image): "
-          f"{summary['mass_on_moved_regions_before']:.1%} before, {summary['mass_on_moved_regions_after']:.1%} after")
-    print(f"maps: {summary['maps_before']}")
-    print(f"      {summary['maps_after']}")
+    from .train.demo import DemoConfig, run_demo
+
+    if args.config and args.quick:
+        raise ValueError("give either --config or --quick")
+    config = DemoConfig.from_yaml(args.config) if args.config else DemoConfig.quick() if args.quick else DemoConfig()
+    if args.seed is not None:
+        config = dataclasses.replace(config, seed=args.seed)
+    result = run_demo(args.out, config, progress=not args.quiet)
+    print()
+    print(result.report.read_text())
+    print(f"report: {result.report} (figures next to it)")
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(json.loads((result.out_dir / "results.json").read_text())))
     return 0
 
 
@@ -69,14 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="micronbert", description="Micron-BERT for facial micro-expressions.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="pre-train the tiny model on built-in data and draw its maps",
-                               description="Pre-train the tiny model for about a minute on frame pairs made "
-                               "from a real photo with displaced facial regions, and write the DMA change map "
-                               "and PoI saliency of a held-out pair before and after training.")
+    demo = commands.add_parser("demo", help="the whole pipeline on built-in synthetic data, with a report",
+                               description="Generate a synthetic labelled dataset and unlabeled video, pre-train "
+                               "the tiny model, run leave-one-subject-out for pre-trained μ-BERT, the same network "
+                               "untrained, STSTNet and the frame difference (several seeds each), and write a "
+                               "report folder: results table, confusion matrices, training curves, DMA/PoI maps. "
+                               "Re-running with the same --out reuses finished stages.")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    demo.add_argument("--seconds", type=float, default=60.0, help="training time (default: 60)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    demo.add_argument("--config", help="YAML demo configuration (fields of micronbert.train.demo.DemoConfig)")
+    demo.add_argument("--quick", action="store_true", help="a tiny run of under a minute that touches every stage")
+    demo.add_argument("--seed", type=int, help="seed of the data and the pre-training (default 0)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--json", action="store_true", help="also print results.json")
     demo.set_defaults(run=_demo)
 
     convert = commands.add_parser("convert-official", help="convert the published checkpoint to micronbert's format",

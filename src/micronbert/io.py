@@ -1,7 +1,8 @@
-"""Atomic file writes: a temporary file in the target's folder, renamed into place, so a crash never
-leaves a half-written result."""
+"""Files in and out: atomic writes (a temporary file in the target's folder, renamed into place, so a crash
+never leaves a half-written result), YAML configuration mappings, and dataclasses built from them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -67,3 +68,12 @@ def read_yaml_mapping(path: str | os.PathLike[str], section: str | None = None) 
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of {section or 'configuration'} options")
     return data
+
+
+def dataclass_from_mapping(cls: type, data: dict[str, Any], what: str) -> Any:
+    """``cls(**data)`` for a dataclass, with unknown keys raising ``ValueError`` that names them and ``what``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{what}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**data)

@@ -71,3 +71,18 @@ def pair_maps_figure(onset: np.ndarray, apex: np.ndarray, change: np.ndarray, sa
         figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def draw_confusion(axis: plt.Axes, matrix: np.ndarray, class_names: Sequence[str], title: str) -> None:
+    """A confusion matrix (rows true, columns predicted) with its counts, on ``axis``."""
+    image = axis.imshow(matrix, cmap="Blues", vmin=0)
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, str(count), ha="center", va="center",
+                  color="white" if count > threshold else "black")
+    axis.figure.colorbar(image, ax=axis)
+    axis.set_title(title)

@@ -33,7 +33,7 @@ from micronbert.data.table import sample_key
 from micronbert.data.transforms import to_model_input
 from micronbert.model import MicronBERT, create_model, load, save
 from micronbert.train.token_cache import CacheStats, TokenCache, default_cache_dir
-from micronbert.io import read_yaml_mapping, write_json_atomically
+from micronbert.io import dataclass_from_mapping, read_yaml_mapping, write_json_atomically
 
 MODES = ("finetune", "frozen")
 FROZEN_TRAIN = ("dma+head", "head")
@@ -99,7 +99,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
-            object.__setattr__(self, "augment", _from_mapping(AugmentConfig, self.augment, "augment"))
+            object.__setattr__(self, "augment", dataclass_from_mapping(AugmentConfig, self.augment, "augment"))
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.frozen_train not in FROZEN_TRAIN:
@@ -123,7 +123,7 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
         """Build from a plain mapping; unknown keys raise ``ValueError`` naming them."""
-        return _from_mapping(cls, data, "finetune config")
+        return dataclass_from_mapping(cls, data, "finetune config")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FinetuneConfig:
@@ -133,14 +133,6 @@ class FinetuneConfig:
             return cls.from_dict(data)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: {err}") from err
-
-
-def _from_mapping(cls: type, data: dict[str, Any], what: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{what}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**data)
 
 
 # --------------------------------------------------------------------------------------------- samples

@@ -161,6 +161,7 @@ class MicronBertMethod(Method):
 
     def prepare(self, pairs: PairData) -> None:
         self.pairs = pairs
+        torch.manual_seed(self.config.seed)  # the random encoder of vit-scratch depends on the seed alone
         self.initial = build_model(self.config, self.num_classes, pretrained=self.pretrained)
         self.cache_stats = None
         if self.config.mode == "frozen":
@@ -519,21 +520,11 @@ def results_markdown(result: EvaluationResult, method: str, protocol: str, class
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str, path: Path) -> Path:
     """Draw the confusion matrix (rows true, columns predicted) with counts and save it as PNG."""
-    from micronbert.viz import plt, save_figure_atomically
+    from micronbert.viz import draw_confusion, plt, save_figure_atomically
 
     size = 1.0 + 0.7 * len(class_names)
     figure, axis = plt.subplots(figsize=(size + 1.5, size))
-    image = axis.imshow(matrix, cmap="Blues")
-    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    axis.set_yticks(range(len(class_names)), class_names)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (row, column), count in np.ndenumerate(matrix):
-        axis.text(column, row, str(count), ha="center", va="center",
-                  color="white" if count > threshold else "black")
-    figure.colorbar(image, ax=axis)
-    axis.set_title(title)
+    draw_confusion(axis, matrix, class_names, title)
     return save_figure_atomically(figure, path)
 
 

@@ -1,0 +1,97 @@
+"""Where the class information sits: leave-one-subject-out linear probes on a finished demo's samples.
+
+For the labelled synthetic (onset, apex) pairs of a ``micronbert demo`` folder, a class-balanced logistic
+regression (standardised inputs) is trained per fold on each representation below, for the demo's pre-trained
+``tiny`` and for the same architecture at random initialisation; UF1 and UAR are pooled over folds.
+
+- ``pixel difference``: grey apex − onset at 16×16 (what the frame-difference baseline sees);
+- ``token difference``: encoder tokens of the apex minus those of the onset (N × dim values);
+- ``token change per patch``: the norm of that difference per patch (N values);
+- ``DMA diagonal``: the per-patch attention diagonal a (heads × N values), the only path by which the apex's
+  content reaches μ-BERT's recognition head besides the saliency;
+- ``head input``: the saliency-pooled DMA features the recognition head is trained on (dim values).
+
+    python benchmarks/bench_probe.py --demo demo_out
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_info, markdown_table, write_results  # noqa: E402
+
+from micronbert.baselines.framediff import frame_difference_features  # noqa: E402
+from micronbert.data.transforms import to_model_input  # noqa: E402
+from micronbert.metrics import pooled_metrics  # noqa: E402
+from micronbert.model import MicronBERT, create_model, load  # noqa: E402
+from micronbert.train.demo import labelled_table  # noqa: E402
+from micronbert.train.finetune import load_pairs, pooled_dma_features  # noqa: E402
+
+
+def loso_probe(features: np.ndarray, labels: np.ndarray, subjects: np.ndarray, classes: int) -> dict[str, float]:
+    predictions = np.zeros_like(labels)
+    for subject in np.unique(subjects):
+        test = subjects == subject
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, class_weight="balanced"))
+        predictions[test] = probe.fit(features[~test], labels[~test]).predict(features[test])
+    metrics = pooled_metrics(labels, predictions, classes)
+    return {"uf1": metrics["uf1"], "uar": metrics["uar"]}
+
+
+@torch.no_grad()
+def representations(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray) -> dict[str, np.ndarray]:
+    model.eval()
+    apex_tokens, onset_tokens = model.encode(to_model_input(apexes)), model.encode(to_model_input(onsets))
+    difference = (apex_tokens - onset_tokens)[:, 1:]
+    _, diagonal = model.dma(apex_tokens, onset_tokens)
+    return {"token difference": difference.flatten(1).numpy(),
+            "token change per patch": difference.norm(dim=-1).numpy(),
+            "DMA diagonal": diagonal.flatten(1).numpy(),
+            "head input": pooled_dma_features(model, onset_tokens, apex_tokens).numpy()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--demo", default="demo_out", help="a finished `micronbert demo` folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the randomly initialised model")
+    args = parser.parse_args()
+    demo = Path(args.demo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = labelled_table(demo / "data" / "CASME2")
+    pretrained = load(demo / "pretrain" / "model")
+    torch.manual_seed(args.seed)
+    untrained = create_model("tiny")
+    for model in (pretrained, untrained):
+        model.reset_head(2)  # the pooling of the head has no parameters; its classifier is not used
+    pairs = load_pairs(table, pretrained.config.img_size)
+    subjects = table["subject"].to_numpy()[pairs.rows]
+    classes = int(pairs.labels.max()) + 1
+    pixel = np.stack([frame_difference_features(o, a) for o, a in zip(pairs.onsets, pairs.apexes)])
+    rows = [{"features": "pixel difference", "model": "none", **loso_probe(pixel, pairs.labels, subjects, classes)}]
+    for name, model in (("random init", untrained), ("pre-trained", pretrained)):
+        for features, values in representations(model, pairs.onsets, pairs.apexes).items():
+            rows.append({"features": features, "model": name, **loso_probe(values, pairs.labels, subjects, classes)})
+    payload = {"machine": machine_info(), "demo": str(demo), "samples": len(pairs), "subjects": len(set(subjects)),
+               "probes": rows}
+    markdown = "\n".join(["# Linear probes on the demo's synthetic LOSO", "",
+                          f"Machine: `{payload['machine']}`", "",
+                          f"{len(pairs)} samples, {len(set(subjects))} subjects, {classes} classes (demo folder "
+                          f"`{demo}`); class-balanced logistic regression per LOSO fold; UF1/UAR pooled.", "",
+                          markdown_table(rows, ["features", "model", "uf1", "uar"])]) + "\n"
+    json_path, md_path = write_results("bench_probe", payload, markdown)
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
+
+
+if __name__ == "__main__":
+    main()

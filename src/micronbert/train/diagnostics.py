@@ -1,0 +1,66 @@
+"""What pre-training learned, measured: where the DMA change map puts its mass, and reconstruction against
+the copy-the-input baseline. Used by the demo and by ``benchmarks/bench_pretrain.py``."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from micronbert.data.transforms import to_model_input
+from micronbert.model import MicronBERT, change_map
+
+
+def patch_coverage(mask: np.ndarray, patch: int) -> np.ndarray:
+    """Fraction of each ``patch``×``patch`` cell covered by a boolean (H, W) mask, row-major: (N,)."""
+    grid_h, grid_w = mask.shape[0] // patch, mask.shape[1] // patch
+    cells = mask[:grid_h * patch, :grid_w * patch].reshape(grid_h, patch, grid_w, patch)
+    return cells.mean(axis=(1, 3)).reshape(-1)
+
+
+def mass_share(values: np.ndarray, coverage: np.ndarray) -> float:
+    """Share of a non-negative per-patch map's mass that falls on the covered patches."""
+    values = np.asarray(values, dtype=np.float64)
+    return float((values * coverage).sum() / max(values.sum(), 1e-12))
+
+
+@torch.no_grad()
+def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 32
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Change map (1 − a/max a, heads averaged) and PoI saliency of uint8 (onset, apex) pairs, both (n, N).
+
+    The onset takes the I_t slot and the apex the I_{t+δ} slot, as in recognition (METHOD.md §8).
+    """
+    model.eval()
+    changes, saliencies = [], []
+    for start in range(0, len(onsets), batch_size):
+        apex_tokens = model.encode(to_model_input(apexes[start:start + batch_size]))
+        onset_tokens = model.encode(to_model_input(onsets[start:start + batch_size]))
+        _, diagonal = model.dma(apex_tokens, onset_tokens)
+        changes.append(change_map(diagonal).float().numpy())
+        saliencies.append(model.saliency(apex_tokens).float().numpy())
+    empty = np.zeros((0, model.config.num_patches), np.float32)
+    return (np.concatenate(changes) if changes else empty), (np.concatenate(saliencies) if saliencies else empty)
+
+
+def change_mass_shares(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray,
+                       masks: Sequence[np.ndarray]) -> dict[str, float]:
+    """Mean share of the change map's mass on the patches of each pair's ``masks`` (boolean (S, S) at the model
+    input size), next to the share of the image those patches cover (what a uniform map would give)."""
+    if not len(masks) == len(onsets) == len(apexes):
+        raise ValueError(f"got {len(onsets)} onsets, {len(apexes)} apexes and {len(masks)} masks")
+    changes, _ = pair_maps(model, onsets, apexes)
+    coverages = [patch_coverage(np.asarray(mask, bool), model.config.patch_size) for mask in masks]
+    return {"mass_share": float(np.mean([mass_share(c, cov) for c, cov in zip(changes, coverages)])),
+            "area_share": float(np.mean([cov.mean() for cov in coverages]))}
+
+
+@torch.no_grad()
+def reconstruction_vs_copy(model: MicronBERT, frame_t: torch.Tensor, frame_d: torch.Tensor,
+                           seed: int = 123) -> dict[str, float]:
+    """Reconstruction loss of the model and of copying I_{t/s} (the swapped input) on the same normalised
+    pairs and the same swap masks; the model must beat the copy to have learned anything about I_t."""
+    model.eval()
+    out = model(frame_t, frame_d, generator=torch.Generator(frame_t.device).manual_seed(seed))
+    copy = model.reconstruction_loss(frame_t, model.patchify(out["swapped"]), out["swap_mask"])
+    return {"rec_loss": float(out["rec_loss"]), "copy_baseline_loss": float(copy)}

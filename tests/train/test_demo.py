@@ -1,0 +1,107 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from micronbert.cli import main
+from micronbert.train.demo import DemoConfig, run_demo, summarise, verdict
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    return out, run_demo(out, DemoConfig.quick(), progress=False, log=lambda message: None)
+
+
+def test_quick_demo_writes_the_whole_report(quick_demo):
+    out, result = quick_demo
+    for name in ("results.md", "results.json", "confusion_matrices.png", "training_curves.png"):
+        assert (out / name).stat().st_size > 0
+    assert len(list((out / "maps").glob("*.png"))) == 2
+    results = json.loads((out / "results.json").read_text())
+    config = DemoConfig.quick()
+    assert [row["method"] for row in results["methods"]] == list(config.methods)
+    assert len(results["runs"]) == len(config.methods) * len(config.seeds)
+    samples = results["samples"]
+    assert samples == config.subjects * config.clips_per_subject
+    for row in results["methods"]:
+        assert np.sum(row["confusion_matrix"]) == samples * len(config.seeds)
+        assert row["uf1"]["min"] <= row["uf1"]["mean"] <= row["uf1"]["max"]
+    pretraining = results["pretraining"]
+    assert pretraining["steps"] == config.pretrain_steps
+    assert pretraining["reconstruction"]["copy_baseline_loss"] > 0
+    shares = pretraining["change_map_on_au_regions"]
+    assert 0 < shares["area_share"] < 1 and 0 <= shares["after"] <= 1
+    report = (out / "results.md").read_text()
+    assert all(f"| {method} |" in report for method in config.methods)
+    assert result.verdict["compared"] and result.verdict["runner_up"] in config.methods
+
+
+def test_rerun_reuses_every_stage_and_the_cli_prints_the_table(quick_demo, capsys):
+    out, result = quick_demo
+    checkpoint = out / "pretrain" / "model" / "model.safetensors"
+    stamp = checkpoint.stat().st_mtime_ns
+    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| micronbert |" in printed and "results.md" in printed
+    assert checkpoint.stat().st_mtime_ns == stamp  # nothing was pre-trained again
+    again = json.loads((out / "results.json").read_text())
+    assert [row["uf1"] for row in again["methods"]] == [row["uf1"] for row in result.rows]
+
+
+def test_other_settings_in_the_same_folder_are_refused(quick_demo):
+    out, _ = quick_demo
+    with pytest.raises(ValueError, match="other settings \\(seeds\\)"):
+        run_demo(out, dataclasses.replace(DemoConfig.quick(), seeds=(5,)), progress=False)
+
+
+def _run(method, seed, uf1):
+    return {"method": method, "seed": seed, "uf1": uf1, "uar": uf1, "accuracy": uf1,
+            "confusion_matrix": [[1, 0], [0, 1]], "seconds": 1.0}
+
+
+def test_verdict_compares_the_lead_with_the_largest_seed_spread():
+    runs = [_run("micronbert", s, v) for s, v in enumerate([0.60, 0.64, 0.62])]
+    runs += [_run("vit-scratch", s, v) for s, v in enumerate([0.40, 0.50, 0.45])]
+    runs += [_run("framediff", s, 0.55) for s in range(3)]
+    rows = summarise(runs)
+    assert rows[0]["uf1"]["mean"] == pytest.approx(0.62) and rows[0]["confusion_matrix"] == [[3, 0], [0, 3]]
+    result = verdict(rows)
+    assert result["runner_up"] == "framediff"
+    assert result["lead"] == pytest.approx(0.07) and result["largest_spread"] == pytest.approx(0.10)
+    assert result["ahead"] is False
+    runs = [run for run in runs if run["method"] != "vit-scratch"]
+    assert verdict(summarise(runs))["ahead"] is True  # lead 0.07 > spread 0.04
+    assert verdict(summarise([_run("framediff", 0, 0.5)]))["compared"] is False
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"methods": ("micronbert", "svm")}, "methods must be"),
+    ({"seeds": (1, 1)}, "seeds must be distinct"),
+    ({"subjects": 1}, "at least 2 subjects"),
+    ({"finetune": {"weights": "x"}}, "set by the demo"),
+    ({"finetune": {"epochs": 0}}, "epochs must be a positive integer"),
+    ({"amplitude": (0.05, 0.01)}, "amplitude"),
+])
+def test_bad_demo_settings_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(DemoConfig(), **change)
+
+
+def test_demo_config_reads_yaml_and_names_unknown_keys(tmp_path):
+    good = tmp_path / "demo.yaml"
+    good.write_text("demo:\n  subjects: 4\n  seeds: [0, 1]\n  finetune: {epochs: 5}\n")
+    config = DemoConfig.from_yaml(good)
+    assert config.subjects == 4 and config.seeds == (0, 1) and config.finetune_config(1).epochs == 5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("subjcts: 4\n")
+    with pytest.raises(ValueError, match="demo config: unknown option\\(s\\) subjcts"):
+        DemoConfig.from_yaml(bad)
+
+
+def test_cli_refuses_config_with_quick_and_a_missing_config(tmp_path, capsys):
+    assert main(["demo", "--quick", "--config", "x.yaml", "--out", str(tmp_path / "a")]) == 2
+    assert "either --config or --quick" in capsys.readouterr().err
+    assert main(["demo", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "b")]) == 2
+    assert "no such configuration file" in capsys.readouterr().err
