@@ -105,3 +105,9 @@ def test_cli_refuses_config_with_quick_and_a_missing_config(tmp_path, capsys):
     assert "either --config or --quick" in capsys.readouterr().err
     assert main(["demo", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "b")]) == 2
     assert "no such configuration file" in capsys.readouterr().err
+
+
+def test_a_damaged_demo_record_is_named(tmp_path):
+    (tmp_path / "demo.json").write_text("{not json")
+    with pytest.raises(ValueError, match="demo.json: not valid JSON"):
+        run_demo(tmp_path, DemoConfig.quick(), progress=False)

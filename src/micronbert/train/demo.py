@@ -151,7 +151,10 @@ class DemoResult:
 def _check_folder(out: Path, config: DemoConfig) -> None:
     identity = out / "demo.json"
     if identity.is_file():
-        previous = json.loads(identity.read_text())
+        try:
+            previous = json.loads(identity.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{identity}: not valid JSON ({err}); delete the folder to start afresh") from None
         if previous != config.to_dict():
             changed = sorted(k for k in set(previous) | set(config.to_dict())
                              if previous.get(k) != config.to_dict().get(k))
@@ -174,7 +177,7 @@ def _pretrain_config(folder: Path, frames: Path, config: DemoConfig, progress: b
         "model": {"name": "tiny"},
         "data": {"sources": [str(frames)], "folder_fps": FPS, "cache_dir": str(folder / "frame_cache")},
         "optim": {"lr": 1e-3, "min_lr": 1e-5, "warmup_steps": min(50, max(1, steps // 10))},
-        "train": {"steps": steps, "global_batch": config.pretrain_batch, "seed": config.seed, "device": "cpu",
+        "train": {"steps": steps, "global_batch": config.pretrain_batch, "seed": config.seed, "device": "auto",
                   "out_dir": str(folder), "log_every": max(1, min(25, steps // 20)),
                   "checkpoint_every": max(1, steps // 4), "preview_every": steps, "keep_last": 1,
                   "progress": progress}})
