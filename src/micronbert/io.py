@@ -8,6 +8,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -77,3 +78,13 @@ def dataclass_from_mapping(cls: type, data: dict[str, Any], what: str) -> Any:
     if unknown:
         raise ValueError(f"{what}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return cls(**data)
+
+
+def config_from_yaml(build: Callable[[dict[str, Any]], Any], path: str | os.PathLike[str], section: str) -> Any:
+    """``build`` applied to the YAML mapping in ``path`` (under ``section:`` when present); a bad field
+    raises ``ValueError`` prefixed with the file's path."""
+    data = read_yaml_mapping(path, section)
+    try:
+        return build(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from err

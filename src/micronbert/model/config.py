@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..io import read_yaml_mapping
+from ..io import config_from_yaml
 
 DMA_QUERIES = ("reference", "swapped")
 POI_MODES = ("saliency", "off")
@@ -136,11 +136,7 @@ class ModelConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> ModelConfig:
         """Read a YAML file holding the fields (optionally under a top-level ``model:`` key)."""
-        data = read_yaml_mapping(path, "model")
-        try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: {err}") from err
+        return config_from_yaml(cls.from_dict, path, "model")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

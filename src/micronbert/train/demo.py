@@ -33,7 +33,7 @@ from micronbert.data.frames import read_frame
 from micronbert.data.pairs import PairDataConfig, build_pair_dataset, normalise_batch
 from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
 from micronbert.data.synthetic.writers import CASME2_DIR, GROUND_TRUTH_STEM, UNLABELED_DIR
-from micronbert.io import dataclass_from_mapping, read_yaml_mapping, write_json_atomically, write_text_atomically
+from micronbert.io import config_from_yaml, dataclass_from_mapping, write_json_atomically, write_text_atomically
 from micronbert.model import MicronBERT, create_model, load
 from micronbert.train.diagnostics import change_mass_shares, pair_maps, reconstruction_vs_copy
 from micronbert.train.finetune import FinetuneConfig, load_pairs
@@ -122,10 +122,7 @@ class DemoConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> DemoConfig:
         """Read the fields from a YAML mapping (optionally under a top-level ``demo:`` key)."""
-        try:
-            return cls.from_dict(read_yaml_mapping(path, "demo"))
-        except TypeError as err:
-            raise ValueError(f"{path}: {err}") from err
+        return config_from_yaml(cls.from_dict, path, "demo")
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:

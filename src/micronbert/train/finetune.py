@@ -33,7 +33,7 @@ from micronbert.data.table import sample_key
 from micronbert.data.transforms import to_model_input
 from micronbert.model import MicronBERT, create_model, load, save
 from micronbert.train.token_cache import CacheStats, TokenCache, default_cache_dir
-from micronbert.io import dataclass_from_mapping, read_yaml_mapping, write_json_atomically
+from micronbert.io import config_from_yaml, dataclass_from_mapping, write_json_atomically
 
 MODES = ("finetune", "frozen")
 FROZEN_TRAIN = ("dma+head", "head")
@@ -128,11 +128,7 @@ class FinetuneConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> FinetuneConfig:
         """Read the fields from a YAML mapping (optionally under a top-level ``finetune:`` key)."""
-        data = read_yaml_mapping(path, "finetune")
-        try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: {err}") from err
+        return config_from_yaml(cls.from_dict, path, "finetune")
 
 
 # --------------------------------------------------------------------------------------------- samples
