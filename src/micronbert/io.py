@@ -88,3 +88,20 @@ def config_from_yaml(build: Callable[[dict[str, Any]], Any], path: str | os.Path
         return build(data)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from err
+
+
+def claim_folder(record: str | os.PathLike[str], identity: dict[str, Any], what: str) -> None:
+    """Make the folder of ``record`` belong to one run: write ``identity`` there as JSON the first time; later,
+    raise ``ValueError`` naming the differing fields if the recorded identity is another one."""
+    record = Path(record)
+    if not record.is_file():
+        write_json_atomically(record, identity)
+        return
+    try:
+        previous = json.loads(record.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{record}: not valid JSON ({err}); delete the folder to start afresh") from None
+    if previous != identity:
+        changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
+        raise ValueError(f"{record.parent} holds a different {what} (differs in {', '.join(changed)}); "
+                         "choose another output folder or delete it")

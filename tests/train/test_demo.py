@@ -52,7 +52,7 @@ def test_rerun_reuses_every_stage_and_the_cli_prints_the_table(quick_demo, capsy
 
 def test_other_settings_in_the_same_folder_are_refused(quick_demo):
     out, _ = quick_demo
-    with pytest.raises(ValueError, match="other settings \\(seeds\\)"):
+    with pytest.raises(ValueError, match="different demo run \\(differs in seeds\\)"):
         run_demo(out, dataclasses.replace(DemoConfig.quick(), seeds=(5,)), progress=False)
 
 

@@ -33,7 +33,7 @@ from micronbert.data.frames import read_frame
 from micronbert.data.pairs import PairDataConfig, build_pair_dataset, normalise_batch
 from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
 from micronbert.data.synthetic.writers import CASME2_DIR, GROUND_TRUTH_STEM, UNLABELED_DIR
-from micronbert.io import config_from_yaml, dataclass_from_mapping, write_json_atomically, write_text_atomically
+from micronbert.io import claim_folder, config_from_yaml, dataclass_from_mapping, write_json_atomically, write_text_atomically
 from micronbert.model import MicronBERT, create_model, load
 from micronbert.train.diagnostics import change_mass_shares, pair_maps, reconstruction_vs_copy
 from micronbert.train.finetune import FinetuneConfig, load_pairs
@@ -145,23 +145,6 @@ class DemoResult:
 
 
 # ------------------------------------------------------------------------------------------- stages
-def _check_folder(out: Path, config: DemoConfig) -> None:
-    identity = out / "demo.json"
-    if identity.is_file():
-        try:
-            previous = json.loads(identity.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{identity}: not valid JSON ({err}); delete the folder to start afresh") from None
-        if previous != config.to_dict():
-            changed = sorted(k for k in set(previous) | set(config.to_dict())
-                             if previous.get(k) != config.to_dict().get(k))
-            raise ValueError(f"{out} holds a demo run with other settings ({', '.join(changed)}); choose "
-                             "another --out or delete it")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomically(identity, config.to_dict())
-
-
 def _synthetic_data(folder: Path, config: DemoConfig) -> Path:
     if not (folder / "synth_config.json").is_file():
         write_synthetic_dataset(folder, config.synth_config())
@@ -355,7 +338,7 @@ def run_demo(out_dir: str | Path = "demo_out", config: DemoConfig | None = None,
     """Run every stage (reusing finished ones in ``out_dir``) and write the report."""
     config = config or DemoConfig()
     out = Path(out_dir)
-    _check_folder(out, config)
+    claim_folder(out / "demo.json", config.to_dict(), "demo run")
     started = time.perf_counter()
     timings: dict[str, float] = {}
 

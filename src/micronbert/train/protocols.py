@@ -38,7 +38,7 @@ from micronbert.train.finetune import (
     config_from_args, load_pairs, pooled_dma_features, predict_features, predict_pairs, predict_tokens,
     read_samples, train_head_on_features, train_on_pairs, train_on_tokens,
 )
-from micronbert.io import write_json_atomically, write_text_atomically
+from micronbert.io import claim_folder, write_json_atomically, write_text_atomically
 from micronbert.train.metrics import (
     FoldPredictions, per_dataset_metrics, pooled_metrics, predictions_table, write_megc_log,
     write_predictions_csv, write_predictions_json,
@@ -329,21 +329,6 @@ def _result_relevant(config: FinetuneConfig) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in ("cache_dir", "encode_batch_size")}
 
 
-def _check_run(out: Path, identity: dict[str, Any]) -> None:
-    run_file = out / "run.json"
-    if run_file.is_file():
-        try:
-            previous = json.loads(run_file.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{run_file}: not valid JSON ({err}); delete the folder to start afresh") from None
-        if previous != identity:
-            changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
-            raise ValueError(f"{out} holds a different evaluation (differs in {', '.join(changed)}); "
-                             "choose another output folder or delete it")
-    else:
-        write_json_atomically(run_file, identity)
-
-
 def _fold_problem(fold: Fold, labels: np.ndarray) -> str | None:
     if len(fold.test) == 0:
         return f"fold {fold.name}: no test samples left (class scheme or skipped samples emptied it)"
@@ -396,7 +381,7 @@ def evaluate(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: 
                 "classes": list(class_names),
                 "table": _table_fingerprint(used), "test_subjects": list(test_subjects)}
     out.mkdir(parents=True, exist_ok=True)
-    _check_run(out, identity)
+    claim_folder(out / "run.json", identity, "evaluation")
     runner = get_method(method, config, num_classes)
     runner.prepare(pairs)
     prepare_s = time.perf_counter() - started
