@@ -33,7 +33,7 @@ from common import machine_info, markdown_table, write_results  # noqa: E402
 from micronbert.data.pairs import PairDataConfig, build_pair_dataset, normalise_batch  # noqa: E402
 from micronbert.data.synthetic import SynthConfig, scene_from_ground_truth, write_synthetic_dataset  # noqa: E402
 from micronbert.model import MicronBERT, create_model, load  # noqa: E402
-from micronbert.train.diagnostics import change_mass_shares, reconstruction_vs_copy  # noqa: E402
+from micronbert.train.diagnostics import change_mass_shares, reconstruction_on_dataset  # noqa: E402
 from micronbert.train.pretrain import (DistributedContext, PretrainConfig, Pretrainer,  # noqa: E402
                                        pretrain)
 
@@ -144,14 +144,6 @@ def region_shares(model: MicronBERT, pairs: list) -> dict[str, float]:
             "background_mass_share": background["mass_share"], "background_area_share": background["area_share"]}
 
 
-def reconstruction_on(model: MicronBERT, dataset, count: int) -> dict[str, float]:
-    """Reconstruction loss of the model and of copying I_{t/s} on ``count`` pairs spread over ``dataset``."""
-    items = [dataset[i] for i in np.linspace(0, len(dataset) - 1, count).astype(int)]
-    frame_t = normalise_batch(torch.stack([a for a, _ in items]), "cpu")
-    frame_d = normalise_batch(torch.stack([b for _, b in items]), "cpu")
-    return reconstruction_vs_copy(model, frame_t, frame_d)
-
-
 def event_pairs(ground_truth: dict, names: list[str]) -> list:
     """Rendered (onset, apex) pairs, with their AU and moving-background masks, of the named videos."""
     pairs = []
@@ -163,7 +155,7 @@ def event_pairs(ground_truth: dict, names: list[str]) -> list:
 
 
 def evaluate(model: MicronBERT, splits: dict[str, tuple[list, object]]) -> dict[str, dict[str, float]]:
-    return {name: region_shares(model, pairs) | reconstruction_on(model, dataset, 64)
+    return {name: region_shares(model, pairs) | reconstruction_on_dataset(model, dataset, 64)
             for name, (pairs, dataset) in splits.items()}
 
 

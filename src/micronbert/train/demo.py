@@ -30,13 +30,13 @@ import torch
 
 from micronbert.data.datasets import get_scheme
 from micronbert.data.frames import read_frame
-from micronbert.data.pairs import PairDataConfig, build_pair_dataset, normalise_batch
+from micronbert.data.pairs import PairDataConfig, build_pair_dataset
 from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
 from micronbert.data.synthetic.writers import CASME2_DIR, GROUND_TRUTH_STEM, UNLABELED_DIR
 from micronbert.io import claim_folder, config_from_yaml, dataclass_from_mapping, write_json_atomically, write_text_atomically
 from micronbert.model import MicronBERT, create_model, load
-from micronbert.train.diagnostics import change_mass_shares, pair_maps, reconstruction_vs_copy
-from micronbert.train.finetune import FinetuneConfig, load_pairs
+from micronbert.train.diagnostics import change_mass_shares, pair_maps, reconstruction_on_dataset
+from micronbert.train.finetune import FinetuneConfig, PairData, load_pairs
 from micronbert.train.pretrain import PretrainConfig, pretrain
 from micronbert.train.protocols import METHODS, evaluate
 
@@ -226,13 +226,11 @@ def verdict(rows: list[dict[str, Any]], metric: str = "uf1") -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- report
-def _reconstruction_check(frames: Path, model_dir: Path, config: DemoConfig, folder: Path) -> dict[str, float]:
+def _reconstruction_check(frames: Path, model: MicronBERT, config: DemoConfig, folder: Path) -> dict[str, float]:
     dataset, _ = build_pair_dataset(PairDataConfig(sources=[str(frames)], folder_fps=FPS,
-                                                   cache_dir=str(folder / "frame_cache")), 64, seed=config.seed + 99)
-    items = [dataset[int(i)] for i in np.linspace(0, len(dataset) - 1, 64).astype(int)]
-    frame_t = normalise_batch(torch.stack([a for a, _ in items]), "cpu")
-    frame_d = normalise_batch(torch.stack([b for _, b in items]), "cpu")
-    return reconstruction_vs_copy(load(model_dir), frame_t, frame_d)
+                                                   cache_dir=str(folder / "frame_cache")),
+                                    model.config.img_size, seed=config.seed + 99)
+    return reconstruction_on_dataset(model, dataset)
 
 
 def _truth_masks(casme2_root: Path, table: pd.DataFrame, size: int) -> list[np.ndarray]:
@@ -245,7 +243,7 @@ def _truth_masks(casme2_root: Path, table: pd.DataFrame, size: int) -> list[np.n
     return result
 
 
-def _map_figures(folder: Path, model: MicronBERT, table: pd.DataFrame, pairs: Any, masks: list[np.ndarray],
+def _map_figures(folder: Path, model: MicronBERT, table: pd.DataFrame, pairs: PairData, masks: list[np.ndarray],
                  classes: list[str], count: int) -> list[str]:
     from micronbert.viz import pair_maps_figure, patch_map_to_image, save_figure_atomically
 
@@ -367,7 +365,7 @@ def run_demo(out_dir: str | Path = "demo_out", config: DemoConfig | None = None,
         before = change_mass_shares(untrained, pairs.onsets, pairs.apexes, masks)
         after = change_mass_shares(pretrained, pairs.onsets, pairs.apexes, masks)
         summary = json.loads((out / "pretrain" / "summary.json").read_text())
-        rec = _reconstruction_check(frames, model_dir, config, out / "pretrain")
+        rec = _reconstruction_check(frames, pretrained, config, out / "pretrain")
         pretraining = {"steps": summary["steps"], "seconds": summary["seconds"], "reconstruction": rec,
                        "change_map_on_au_regions": {"before": before["mass_share"], "after": after["mass_share"],
                                                     "area_share": after["area_share"]}}

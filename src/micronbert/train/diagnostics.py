@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from micronbert.data.pairs import PairDataset, normalise_batch
 from micronbert.data.transforms import to_model_input
 from micronbert.model import MicronBERT, change_map
 
@@ -64,3 +65,11 @@ def reconstruction_vs_copy(model: MicronBERT, frame_t: torch.Tensor, frame_d: to
     out = model(frame_t, frame_d, generator=torch.Generator(frame_t.device).manual_seed(seed))
     copy = model.reconstruction_loss(frame_t, model.patchify(out["swapped"]), out["swap_mask"])
     return {"rec_loss": float(out["rec_loss"]), "copy_baseline_loss": float(copy)}
+
+
+def reconstruction_on_dataset(model: MicronBERT, dataset: PairDataset, count: int = 64) -> dict[str, float]:
+    """:func:`reconstruction_vs_copy` on ``count`` pairs spread evenly over a pre-training pair dataset."""
+    items = [dataset[int(i)] for i in np.linspace(0, len(dataset) - 1, count).astype(int)]
+    frame_t = normalise_batch(torch.stack([a for a, _ in items]), "cpu")
+    frame_d = normalise_batch(torch.stack([b for _, b in items]), "cpu")
+    return reconstruction_vs_copy(model, frame_t, frame_d)

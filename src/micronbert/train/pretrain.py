@@ -572,14 +572,9 @@ def run_pretrain_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m micronbert.train.pretrain`` (what ``micronbert pretrain`` runs)."""
-    parser = argparse.ArgumentParser(prog="micronbert")
-    add_pretrain_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["pretrain", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"micronbert pretrain: error: {err}", file=sys.stderr)
-        return 2
+    from micronbert.cli import main as cli_main
+
+    return cli_main(["pretrain", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":
