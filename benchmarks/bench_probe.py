@@ -11,7 +11,11 @@ regression (standardised inputs) is trained per fold on each representation belo
   content reaches μ-BERT's recognition head besides the saliency;
 - ``head input``: the saliency-pooled DMA features the recognition head is trained on (dim values).
 
+Also reported per model: the mean of the DMA diagonal a over patches and samples (1/N for a flat softmax),
+which shows how much of each patch's content the diagonal lets through to the decoder or the head.
+
     python benchmarks/bench_probe.py --demo demo_out
+    python benchmarks/bench_probe.py --demo demo_out --weights long=demo_long/pretrain/model
 """
 from __future__ import annotations
 
@@ -59,35 +63,56 @@ def representations(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray) -
             "head input": pooled_dma_features(model, onset_tokens, apex_tokens).numpy()}
 
 
+@torch.no_grad()
+def diagonal_mean(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray) -> float:
+    model.eval()
+    _, diagonal = model.dma(model.encode(to_model_input(apexes)), model.encode(to_model_input(onsets)))
+    return float(diagonal.mean())
+
+
+def named_weights(value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {value!r}")
+    return name, Path(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo", default="demo_out", help="a finished `micronbert demo` folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the randomly initialised model")
+    parser.add_argument("--weights", type=named_weights, action="append", default=[], metavar="NAME=PATH",
+                        help="another pre-trained tiny model to probe as well (repeatable)")
     args = parser.parse_args()
     demo = Path(args.demo)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = labelled_table(demo / "data" / "CASME2")
-    pretrained = load(demo / "pretrain" / "model")
     torch.manual_seed(args.seed)
-    untrained = create_model("tiny")
-    for model in (pretrained, untrained):
+    models = {"random init": create_model("tiny"), "pre-trained": load(demo / "pretrain" / "model")}
+    models.update({name: load(path) for name, path in args.weights})
+    for model in models.values():
         model.reset_head(2)  # the pooling of the head has no parameters; its classifier is not used
-    pairs = load_pairs(table, pretrained.config.img_size)
+    pairs = load_pairs(table, models["pre-trained"].config.img_size)
     subjects = table["subject"].to_numpy()[pairs.rows]
     classes = int(pairs.labels.max()) + 1
     pixel = np.stack([frame_difference_features(o, a) for o, a in zip(pairs.onsets, pairs.apexes)])
     rows = [{"features": "pixel difference", "model": "none", **loso_probe(pixel, pairs.labels, subjects, classes)}]
-    for name, model in (("random init", untrained), ("pre-trained", pretrained)):
+    gains = []
+    for name, model in models.items():
         for features, values in representations(model, pairs.onsets, pairs.apexes).items():
             rows.append({"features": features, "model": name, **loso_probe(values, pairs.labels, subjects, classes)})
+        gains.append({"model": name, "mean_dma_diagonal": diagonal_mean(model, pairs.onsets, pairs.apexes),
+                      "flat_softmax": 1 / model.config.num_patches})
     payload = {"machine": machine_info(), "demo": str(demo), "samples": len(pairs), "subjects": len(set(subjects)),
-               "probes": rows}
+               "probes": rows, "dma_diagonal": gains}
     markdown = "\n".join(["# Linear probes on the demo's synthetic LOSO", "",
                           f"Machine: `{payload['machine']}`", "",
                           f"{len(pairs)} samples, {len(set(subjects))} subjects, {classes} classes (demo folder "
                           f"`{demo}`); class-balanced logistic regression per LOSO fold; UF1/UAR pooled.", "",
-                          markdown_table(rows, ["features", "model", "uf1", "uar"])]) + "\n"
+                          markdown_table(rows, ["features", "model", "uf1", "uar"]), "",
+                          "Mean DMA diagonal a of the (onset, apex) pairs:", "",
+                          markdown_table(gains, ["model", "mean_dma_diagonal", "flat_softmax"])]) + "\n"
     json_path, md_path = write_results("bench_probe", payload, markdown)
     print(markdown)
     print(f"wrote {json_path} and {md_path}")

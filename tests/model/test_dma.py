@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from micronbert.model.dma import DiagonalMicroAttention, change_map
+from micronbert.model.dma import DiagonalMicroAttention, change_map, softmax_diagonal
 
 
 def naive_dma(module: DiagonalMicroAttention, reference, swapped):
@@ -30,6 +30,26 @@ def test_dma_equals_naive_full_matrix(query, heads):
     assert features.shape == (3, 49, 64) and diagonal.shape == (3, heads, 49)
     torch.testing.assert_close(diagonal, want_diagonal, atol=1e-5, rtol=0)
     torch.testing.assert_close(features, want_features, atol=1e-5, rtol=0)
+
+
+def test_softmax_diagonal_is_stable_and_its_gradient_exact():
+    torch.manual_seed(0)
+    scores = (torch.randn(2, 3, 10, 10, dtype=torch.float64) * 50).requires_grad_()
+    diagonal = softmax_diagonal(scores)
+    want = torch.diagonal(scores.softmax(-1), dim1=-2, dim2=-1)
+    assert diagonal.dtype == torch.float32 and torch.isfinite(diagonal).all()
+    torch.testing.assert_close(diagonal.double(), want, atol=1e-6, rtol=0)
+    weights = torch.randn(2, 3, 10, dtype=torch.float64)
+    grad, = torch.autograd.grad((diagonal.double() * weights).sum(), scores)
+    want_grad, = torch.autograd.grad((want * weights).sum(), scores)
+    torch.testing.assert_close(grad, want_grad, atol=1e-5, rtol=1e-4)
+
+
+def test_softmax_diagonal_of_bfloat16_scores_is_float32():
+    scores = torch.randn(4, 64, 64)
+    diagonal = softmax_diagonal(scores.bfloat16())
+    assert diagonal.dtype == torch.float32
+    torch.testing.assert_close(diagonal, softmax_diagonal(scores.bfloat16().float()))
 
 
 def test_query_mode_changes_the_result():

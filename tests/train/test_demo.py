@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from micronbert.cli import main
 from micronbert.train.demo import DemoConfig, run_demo, summarise, verdict
@@ -30,6 +31,7 @@ def test_quick_demo_writes_the_whole_report(quick_demo):
         assert row["uf1"]["min"] <= row["uf1"]["mean"] <= row["uf1"]["max"]
     pretraining = results["pretraining"]
     assert pretraining["steps"] == config.pretrain_steps
+    assert yaml.safe_load((out / "pretrain" / "config.yaml").read_text())["optim"]["lr"] == config.pretrain_lr
     assert pretraining["reconstruction"]["copy_baseline_loss"] > 0
     shares = pretraining["change_map_on_au_regions"]
     assert 0 < shares["area_share"] < 1 and 0 <= shares["after"] <= 1
@@ -83,6 +85,8 @@ def test_verdict_compares_the_lead_with_the_largest_seed_spread():
     ({"finetune": {"weights": "x"}}, "set by the demo"),
     ({"finetune": {"epochs": 0}}, "epochs must be a positive integer"),
     ({"amplitude": (0.05, 0.01)}, "amplitude"),
+    ({"pretrain_lr": 0.0}, "pretrain_lr must lie in"),
+    ({"pretrain_lr": 1e-6}, "schedule decays to"),
 ])
 def test_bad_demo_settings_are_named(change, message):
     with pytest.raises(ValueError, match=message):

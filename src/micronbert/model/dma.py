@@ -9,7 +9,8 @@ class DiagonalMicroAttention(nn.Module):
     """Compares co-located patches of two frames.
 
     With q = W_q·P_query, k = W_k·P_key, v = W_v·P_swp and scale s = (dim/h)^-1/2, per head
-    ``a_i = exp(s·q_i·k_i − logsumexp_j s·q_i·k_j)`` (the diagonal of the row softmax) and
+    ``a_i = exp(s·q_i·k_i − logsumexp_j s·q_i·k_j)`` (the diagonal of the row softmax, see
+    :func:`softmax_diagonal`) and
     ``DMA_i = W_o·(a_i·v_i)``. The N×N product with V is never formed.
 
     ``query="reference"`` (paper) takes the query from the reference frame and the key from the swapped
@@ -44,11 +45,22 @@ class DiagonalMicroAttention(nn.Module):
         q = self._split(self.to_q(query_in)) * self.scale
         k = self._split(self.to_k(key_in))
         v = self._split(self.to_v(swapped))
-        own = (q * k).sum(-1)
-        everyone = torch.logsumexp(q @ k.transpose(-2, -1), dim=-1)
-        diagonal = torch.exp(own - everyone)
-        out = (diagonal.unsqueeze(-1) * v).transpose(1, 2).reshape(swapped.shape)
+        diagonal = softmax_diagonal(q @ k.transpose(-2, -1))
+        out = (diagonal.unsqueeze(-1).to(v.dtype) * v).transpose(1, 2).reshape(swapped.shape)
         return self.proj(out), diagonal
+
+
+def softmax_diagonal(scores: torch.Tensor) -> torch.Tensor:
+    """Diagonal of the row softmax of square ``scores`` (..., N, N) → (..., N), without normalising the whole
+    matrix: exp(s_ii − m_i) / Σ_j exp(s_ij − m_i), m_i the row maximum (= exp(s_ii − logsumexp_j s_ij)).
+
+    Computed in float32 whatever the input dtype (bf16 sums of N terms are too coarse for the change map); the
+    shifted exponentials are taken in place and the maximum is detached (a constant shift cancels in the
+    ratio, so gradients are exact). On the CPU this is faster than ``torch.logsumexp``.
+    """
+    scores = scores.float()
+    weights = (scores - scores.detach().amax(dim=-1, keepdim=True)).exp_()
+    return weights.diagonal(dim1=-2, dim2=-1) / weights.sum(dim=-1)
 
 
 def change_map(diagonal: torch.Tensor) -> torch.Tensor:

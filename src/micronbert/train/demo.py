@@ -33,7 +33,8 @@ from micronbert.data.frames import read_frame
 from micronbert.data.pairs import PairDataConfig, build_pair_dataset
 from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
 from micronbert.data.synthetic.writers import CASME2_DIR, GROUND_TRUTH_STEM, UNLABELED_DIR
-from micronbert.io import claim_folder, config_from_yaml, dataclass_from_mapping, write_json_atomically, write_text_atomically
+from micronbert.io import (claim_folder, config_from_yaml, dataclass_from_mapping, write_json_atomically,
+                           write_text_atomically)
 from micronbert.model import MicronBERT, create_model, load
 from micronbert.train.diagnostics import change_mass_shares, pair_maps, reconstruction_on_dataset
 from micronbert.train.finetune import FinetuneConfig, PairData, load_pairs
@@ -47,6 +48,7 @@ FPS = 200
 # Recognition budget of the demo: frozen encoder, DMA + head trained for a fixed 100 epochs per fold (20 epochs
 # leave both ViTs near chance on this data).
 DEMO_FINETUNE = {"mode": "frozen", "frozen_train": "dma+head", "epochs": 100, "lr": 3e-3}
+PRETRAIN_MIN_LR = 1e-5  # end of the cosine schedule
 # Fields of FinetuneConfig that the demo sets itself.
 DEMO_OWNED = ("weights", "seed", "cache_dir", "model")
 
@@ -58,8 +60,9 @@ class DemoConfig:
     Synthetic data: ``subjects`` × ``clips_per_subject`` labelled clips in the classes of ``SCHEME``, apex
     displacement ``amplitude`` (fraction of the face width), nuisances at ``nuisance_strength``, frames of
     ``size`` px; ``unlabeled_videos`` videos of ``unlabeled_frames`` frames for pre-training. Pre-training:
-    ``pretrain_steps`` steps of ``pretrain_batch`` pairs. Recognition: ``methods`` under LOSO, each trained once
-    per seed in ``seeds``, with ``finetune`` overriding :class:`FinetuneConfig` fields. ``maps``: samples drawn.
+    ``pretrain_steps`` steps of ``pretrain_batch`` pairs, learning rate peaking at ``pretrain_lr``.
+    Recognition: ``methods`` under LOSO, each trained once per seed in ``seeds``, with ``finetune`` overriding
+    :class:`FinetuneConfig` fields. ``maps``: samples drawn.
     """
 
     seed: int = 0
@@ -72,6 +75,7 @@ class DemoConfig:
     unlabeled_frames: int = 300
     pretrain_steps: int = 1500
     pretrain_batch: int = 32
+    pretrain_lr: float = 1e-3
     methods: tuple[str, ...] = ("micronbert", "vit-scratch", "ststnet", "framediff")
     seeds: tuple[int, ...] = (0, 1, 2)
     finetune: dict[str, Any] = field(default_factory=lambda: dict(DEMO_FINETUNE))
@@ -91,6 +95,9 @@ class DemoConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.subjects < 2:
             raise ValueError(f"leave-one-subject-out needs at least 2 subjects, got {self.subjects}")
+        if not PRETRAIN_MIN_LR <= self.pretrain_lr < 1:
+            raise ValueError(f"pretrain_lr must lie in [{PRETRAIN_MIN_LR}, 1) (the schedule decays to "
+                             f"{PRETRAIN_MIN_LR}), got {self.pretrain_lr!r}")
         if self.maps < 0:
             raise ValueError(f"maps must be >= 0, got {self.maps}")
         owned = sorted(set(self.finetune) & set(DEMO_OWNED))
@@ -128,8 +135,8 @@ class DemoConfig:
     def quick(cls, seed: int = 0) -> DemoConfig:
         """A run of well under a minute that exercises every stage (tests, trying the command out)."""
         return cls(seed=seed, subjects=3, clips_per_subject=6, unlabeled_videos=2, unlabeled_frames=80,
-                   pretrain_steps=20, pretrain_batch=16, seeds=(0, 1), finetune={"epochs": 3, "ststnet_epochs": 3},
-                   maps=2)
+                   pretrain_steps=20, pretrain_batch=16, pretrain_lr=2e-3, seeds=(0, 1),
+                   finetune={"epochs": 3, "ststnet_epochs": 3}, maps=2)
 
 
 @dataclass
@@ -156,7 +163,7 @@ def _pretrain_config(folder: Path, frames: Path, config: DemoConfig, progress: b
     return PretrainConfig.from_dict({
         "model": {"name": "tiny"},
         "data": {"sources": [str(frames)], "folder_fps": FPS, "cache_dir": str(folder / "frame_cache")},
-        "optim": {"lr": 1e-3, "min_lr": 1e-5, "warmup_steps": min(50, max(1, steps // 10))},
+        "optim": {"lr": config.pretrain_lr, "min_lr": PRETRAIN_MIN_LR, "warmup_steps": min(50, max(1, steps // 10))},
         "train": {"steps": steps, "global_batch": config.pretrain_batch, "seed": config.seed, "device": "auto",
                   "out_dir": str(folder), "log_every": max(1, min(25, steps // 20)),
                   "checkpoint_every": max(1, steps // 4), "preview_every": steps, "keep_last": 1,
