@@ -63,13 +63,6 @@ def representations(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray) -
             "head input": pooled_dma_features(model, onset_tokens, apex_tokens).numpy()}
 
 
-@torch.no_grad()
-def diagonal_mean(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray) -> float:
-    model.eval()
-    _, diagonal = model.dma(model.encode(to_model_input(apexes)), model.encode(to_model_input(onsets)))
-    return float(diagonal.mean())
-
-
 def named_weights(value: str) -> tuple[str, Path]:
     name, sep, path = value.partition("=")
     if not sep or not name or not path:
@@ -100,9 +93,10 @@ def main() -> None:
     rows = [{"features": "pixel difference", "model": "none", **loso_probe(pixel, pairs.labels, subjects, classes)}]
     gains = []
     for name, model in models.items():
-        for features, values in representations(model, pairs.onsets, pairs.apexes).items():
+        features_of = representations(model, pairs.onsets, pairs.apexes)
+        for features, values in features_of.items():
             rows.append({"features": features, "model": name, **loso_probe(values, pairs.labels, subjects, classes)})
-        gains.append({"model": name, "mean_dma_diagonal": diagonal_mean(model, pairs.onsets, pairs.apexes),
+        gains.append({"model": name, "mean_dma_diagonal": float(features_of["DMA diagonal"].mean()),
                       "flat_softmax": 1 / model.config.num_patches})
     payload = {"machine": machine_info(), "demo": str(demo), "samples": len(pairs), "subjects": len(set(subjects)),
                "probes": rows, "dma_diagonal": gains}
