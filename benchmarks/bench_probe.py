@@ -7,6 +7,8 @@ regression (standardised inputs) is trained per fold on each representation belo
 - ``pixel difference``: grey apex − onset at 16×16 (what the frame-difference baseline sees);
 - ``token difference``: encoder tokens of the apex minus those of the onset (N × dim values);
 - ``token change per patch``: the norm of that difference per patch (N values);
+- ``token cosine per patch``: the cosine similarity of co-located apex and onset tokens (N values), a
+  comparison of the same patch without the DMA's softmax over all patches;
 - ``DMA diagonal``: the per-patch attention diagonal a (heads × N values), the only path by which the apex's
   content reaches μ-BERT's recognition head besides the saliency;
 - ``head input``: the saliency-pooled DMA features the recognition head is trained on (dim values).
@@ -59,6 +61,7 @@ def representations(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray) -
     _, diagonal = model.dma(apex_tokens, onset_tokens)
     return {"token difference": difference.flatten(1).numpy(),
             "token change per patch": difference.norm(dim=-1).numpy(),
+            "token cosine per patch": torch.cosine_similarity(apex_tokens[:, 1:], onset_tokens[:, 1:], dim=-1).numpy(),
             "DMA diagonal": diagonal.flatten(1).numpy(),
             "head input": pooled_dma_features(model, onset_tokens, apex_tokens).numpy()}
 
