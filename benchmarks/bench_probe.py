@@ -57,11 +57,12 @@ def loso_probe(features: np.ndarray, labels: np.ndarray, subjects: np.ndarray, c
 def representations(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray) -> dict[str, np.ndarray]:
     model.eval()
     apex_tokens, onset_tokens = model.encode(to_model_input(apexes)), model.encode(to_model_input(onsets))
-    difference = (apex_tokens - onset_tokens)[:, 1:]
+    apex_patches, onset_patches = apex_tokens[:, 1:], onset_tokens[:, 1:]
+    difference = apex_patches - onset_patches
     _, diagonal = model.dma(apex_tokens, onset_tokens)
     return {"token difference": difference.flatten(1).numpy(),
             "token change per patch": difference.norm(dim=-1).numpy(),
-            "token cosine per patch": torch.cosine_similarity(apex_tokens[:, 1:], onset_tokens[:, 1:], dim=-1).numpy(),
+            "token cosine per patch": torch.cosine_similarity(apex_patches, onset_patches, dim=-1).numpy(),
             "DMA diagonal": diagonal.flatten(1).numpy(),
             "head input": pooled_dma_features(model, onset_tokens, apex_tokens).numpy()}
 
