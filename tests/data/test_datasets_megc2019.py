@@ -51,6 +51,30 @@ def test_bad_gt_rows_are_named(tmp_path: Path) -> None:
         load("megc2019", gt)
 
 
+def test_bad_database_and_roots_are_named(tmp_path: Path) -> None:
+    gt = write_megc_gt(tmp_path / "combined_3class_gt.csv", [("casme3", "sub01", "EP02_01f", 1)])
+    with pytest.raises(ValueError, match="line 1: database 'casme3' is not one of"):
+        load("megc2019", gt)
+    with pytest.raises(ValueError, match=r"root keys must be among .*got \['mmew'\]"):
+        load("megc2019", {"gt": gt, "mmew": tmp_path})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"combined_3class_gt.csv\) not found in .*empty"):
+        load("megc2019", {"casme2": empty})
+
+
+def test_old_gt_and_disagreeing_source_emotion_are_warned(tmp_path: Path) -> None:
+    roots = _sources(tmp_path)
+    rows = megc_gt_rows()
+    rows[0] = ("casme2", "sub01", "EP02_01f", 0)  # the source codes this clip as happiness (positive, 1)
+    roots["gt"] = write_megc_gt(tmp_path / "gt2" / "combined_3class_gt-2.csv", rows)
+    table, report = load_with_report("megc2019", roots)
+    assert table.set_index("clip").loc["EP02_01f", "label"] == 0
+    assert any("looks like the 2018-11-30 GT" in warning for warning in report.warnings)
+    assert any("EP02_01f" in warning and "'happiness' does not map to GT class 'negative'" in warning
+               for warning in report.warnings)
+
+
 def test_real_gt_counts(shared_annotations: Path) -> None:
     table, report = load_with_report("megc2019", {"gt": shared_annotations / REAL_GT}, "megc2019-3class")
     assert len(table) == 442 and not report.dropped

@@ -55,3 +55,26 @@ def test_smic_e_sheet_with_second_me_and_free_text(tmp_path: Path) -> None:
     assert first["frames"].iloc[0] and frame_number(first["frames"].iloc[0][-1]) == 559746
     assert any("free text" in note for note in report.notes)
     assert len(load("smic", build_smic_e(tmp_path / "again"), check_frames=False)) == expected
+
+
+def test_bad_options_and_damaged_folders_are_named(tmp_path: Path) -> None:
+    root = build_smic(tmp_path)
+    with pytest.raises(ValueError, match="unknown SMIC modality 'IR'"):
+        load("smic", root, modality="IR")
+    with pytest.raises(ValueError, match="unknown SMIC source 'sheets'"):
+        load("smic", root, source="sheets")
+    with pytest.raises(FileNotFoundError, match="no SMIC NIR folder"):
+        load("smic", root, modality="NIR")
+
+    hs = root / "SMIC_all_raw" / "HS"
+    (hs / "s3").mkdir()                                           # a subject without a micro/ folder
+    (hs / "s2" / "micro" / "surprise" / "s2_sur_02").mkdir()      # an empty clip folder
+    (hs / "s11" / "micro" / "negative" / "s11_ne_03").rename(hs / "s11" / "micro" / "negative" / "s11_po_03")
+    table, report = load_with_report("smic", root)
+    assert len(table) == len(HS)
+    assert any("SMIC-HS s3: no 'micro' folder" in warning for warning in report.warnings)
+    assert [(item.key, item.reason.split(" in ")[0]) for item in report.dropped] == [
+        ("smic smic/s02 s02_sur_02", "no frame files")]
+    assert any("s11_po_03: clip name says positive, folder says negative; the folder is used" in warning
+               for warning in report.warnings)
+    assert table.set_index("clip").loc["s11_po_03", "emotion"] == "negative"

@@ -200,3 +200,43 @@ def test_own_format_errors(tmp_path):
     (folder / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="config.json: not valid JSON"):
         micronbert.load(folder)
+
+
+def test_own_format_config_and_folder_errors_name_the_file(tmp_path):
+    folder = tmp_path / "run"
+    micronbert.save(micronbert.create_model("tiny"), folder)
+    config = folder / "config.json"
+    original = config.read_text()
+    config.write_text('{"format": "something-else", "model": {}}')
+    with pytest.raises(ValueError, match="config.json: not a micronbert config"):
+        micronbert.load(folder)
+    config.write_text(original.replace('"dim": 96', '"dim": -96'))
+    with pytest.raises(ValueError, match="config.json: .*dim"):
+        micronbert.load(folder)
+    config.write_text(original)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors: missing"):
+        micronbert.load(folder)
+    config.unlink()
+    with pytest.raises(FileNotFoundError, match="config.json: missing"):
+        micronbert.load(folder)
+    occupied = tmp_path / "occupied"
+    occupied.write_text("a user's file")
+    with pytest.raises(ValueError, match="occupied: exists and is not a micronbert checkpoint folder"):
+        micronbert.save(micronbert.create_model("tiny"), occupied)
+    assert occupied.read_text() == "a user's file"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".occupied")] == []
+
+
+def test_bare_state_dict_and_non_tensor_entries(tmp_path):
+    state = published_state(False)
+    bare = tmp_path / "bare.pth"
+    torch.save(state, bare)
+    model = micronbert.load_official_checkpoint(bare)
+    assert torch.equal(model.state_dict()["att.to_q.weight"], state["att.to_q.weight"])
+    torch.save({"model": dict(state, note="trained on CASME II")}, tmp_path / "note.pth")
+    with pytest.raises(ValueError, match="note.pth: entry 'note' of the state dict is not a tensor"):
+        micronbert.load_official_checkpoint(tmp_path / "note.pth")
+    without = {k: v for k, v in state.items() if k != "backbone.cls_token"}
+    with pytest.raises(ValueError, match="e.pth: missing key 'backbone.cls_token'"):
+        micronbert.load_official_checkpoint(write_published(tmp_path / "e.pth", without))

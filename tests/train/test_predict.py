@@ -109,3 +109,59 @@ def test_batch_over_folders_and_videos_reports_failures(trained: tuple[Path, Pat
     document = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in document["predictions"]] == ["a_frames", "b_video.mp4"]
     assert document["failed"][0]["clip"].endswith("c_single")
+
+
+def test_bad_clips_and_arguments_name_what_is_wrong(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    predictor = load_predictor(trained[0])
+    with pytest.raises(FileNotFoundError, match="missing_clip"):
+        read_clip(tmp_path / "missing_clip")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a clip")
+    with pytest.raises(ValueError, match="notes.txt: not a frame folder or a video"):
+        read_clip(notes)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="broken.mp4: cannot decode the video"):
+        read_clip(broken)
+    empty = tmp_path / "empty_clip"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="empty_clip: no numbered image files"):
+        read_clip(empty)
+
+    frames, _ = read_clip(_clip_folders(trained[1])[0])
+    mixed = tmp_path / "mixed_clip"
+    mixed.mkdir()
+    cv2.imwrite(str(mixed / "img1.png"), frames[0][..., ::-1])
+    cv2.imwrite(str(mixed / "img2.png"), cv2.resize(frames[1][..., ::-1], (32, 32)))
+    with pytest.raises(ValueError, match="mixed_clip: the clip's frames differ in size"):
+        predict_clip(predictor, mixed)
+
+    with pytest.raises(ValueError, match="2 class names for a head of 5 classes"):
+        type(predictor)(predictor.model, ["a", "b"])
+    with pytest.raises(FileNotFoundError, match="no_model"):
+        load_predictor(tmp_path / "no_model")
+
+    parser = argparse.ArgumentParser()
+    add_predict_parser(parser.add_subparsers())
+    for argv, message in [(["--clip", "x", "--batch", "y"], "exactly one of"),
+                          ([], "exactly one of"),
+                          (["--onset", "x.jpg"], "--onset and --apex go together")]:
+        args = parser.parse_args(["predict", "--model", str(trained[0]), *argv])
+        with pytest.raises(ValueError, match=message):
+            args.run(args)
+
+
+def test_cli_prints_the_picked_apex_for_a_clip(trained: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    clip = _clip_folders(trained[1])[1]
+    parser = argparse.ArgumentParser()
+    add_predict_parser(parser.add_subparsers())
+    args = parser.parse_args(["predict", "--model", str(trained[0]), "--clip", str(clip),
+                              "--out", str(tmp_path / "pictures")])
+    assert args.run(args) == 0
+    printed = capsys.readouterr().out
+    expected = predict_clip(load_predictor(trained[0]), clip)
+    assert printed.startswith(f"{clip.name}: {expected.predicted}")
+    assert f"apex found automatically: {expected.apex_frame}" in printed
+    assert f"onset {expected.onset_frame}" in printed
+    assert str(tmp_path / "pictures") in printed and len(list((tmp_path / "pictures").glob("*.png"))) == 1

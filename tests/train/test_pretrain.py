@@ -85,6 +85,33 @@ def test_yaml_config_with_dotted_overrides(tmp_path, clips):
         apply_overrides({}, ["optim.lr"])
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["optim.min_lr=1"], "lr > 0 and 0 <= min_lr <= lr"),
+    (["optim.warmup_steps=-1"], "warmup_steps and clip_grad must be >= 0"),
+    (["optim.betas=[0.9, 1.0]"], r"optim.betas must be two numbers in \[0, 1\)"),
+    (["train.steps=0"], "train.steps must be a positive integer"),
+    (["train.device=tpu"], "train.device must be auto, cpu or cuda"),
+    (["optim=3"], "section optim must be a mapping"),
+    (["optim.lr=[1"], "value is not valid YAML"),
+    (["optim.lr.x=1"], "lr is not a section"),
+])
+def test_config_errors_name_the_option(tmp_path, clips, overrides, message):
+    path = write_config(tmp_path / "c.yaml", config_dict(clips, tmp_path / "run"))
+    with pytest.raises(ValueError, match=message):
+        PretrainConfig.from_yaml(path, overrides)
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file not found: .*absent.yaml"):
+        PretrainConfig.from_yaml(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("optim: [1, 2\n")
+    with pytest.raises(ValueError, match="broken.yaml: not valid YAML"):
+        PretrainConfig.from_yaml(broken)
+    with pytest.raises(ValueError, match="unknown section.*optimiser"):
+        PretrainConfig.from_dict({"optimiser": {}})
+
+
 def test_schedule_warms_up_then_decays_to_the_floor():
     optim = OptimSection(lr=1.0, min_lr=0.1, warmup_steps=4)
     rates = [learning_rate(step, optim, total_steps=20) for step in range(20)]

@@ -83,8 +83,11 @@ def sheet_names(path: Path) -> list[str]:
     """Sheet names of a workbook (``['']`` for a CSV file)."""
     if path.suffix.lower() == ".csv":
         return [""]
-    with pd.ExcelFile(path, engine=_engine(path)) as book:
-        return [str(name) for name in book.sheet_names]
+    try:
+        with pd.ExcelFile(path, engine=_engine(path)) as book:
+            return [str(name) for name in book.sheet_names]
+    except Exception as error:  # zipfile, openpyxl and calamine each raise their own types
+        raise ValueError(f"{path}: not a readable {path.suffix} file ({type(error).__name__}: {error})") from None
 
 
 def read_grid(path: Path, sheet: str | int = 0) -> pd.DataFrame:
@@ -95,21 +98,35 @@ def read_grid(path: Path, sheet: str | int = 0) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
     suffix = path.suffix.lower()
+    if suffix not in ANNOTATION_EXTENSIONS:
+        raise ValueError(f"unsupported annotation file type {suffix!r}: {path}")
     try:
         if suffix == ".csv":
             grid = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, skip_blank_lines=False,
                                encoding="utf-8-sig")
-        elif suffix in {".xlsx", ".xlsm", ".xls"}:
-            grid = pd.read_excel(path, sheet_name=sheet, header=None, dtype=str, engine=_engine(path))
         else:
-            raise ValueError(f"unsupported annotation file type {suffix!r}: {path}")
-    except (KeyError, IndexError) as error:
-        raise ValueError(f"{path}: sheet {sheet!r} not found ({error})") from None
+            grid = _read_sheet(path, sheet)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except _SheetNotFound as error:
+        raise ValueError(f"{path}: {error}") from None
+    except Exception as error:  # zipfile, openpyxl, calamine and the CSV parser each raise their own types
+        raise ValueError(f"{path}: not a readable {suffix} file ({type(error).__name__}: {error})") from None
     grid = grid.astype(object).map(cell_text)
     grid.columns = range(grid.shape[1])
     return grid.reset_index(drop=True)
+
+
+class _SheetNotFound(LookupError):
+    pass
+
+
+def _read_sheet(path: Path, sheet: str | int) -> pd.DataFrame:
+    with pd.ExcelFile(path, engine=_engine(path)) as book:
+        names = [str(name) for name in book.sheet_names]
+        if (sheet not in names) if isinstance(sheet, str) else not 0 <= sheet < len(names):
+            raise _SheetNotFound(f"sheet {sheet!r} not found; the workbook has {names}")
+        return pd.read_excel(book, sheet_name=sheet, header=None, dtype=str)
 
 
 def _engine(path: Path) -> str:
