@@ -132,6 +132,21 @@ def test_cache_is_reused_and_invalidated_by_changed_files(tmp_path, monkeypatch)
     assert not list((tmp_path / "cache").glob(".*tmp"))
 
 
+@pytest.mark.parametrize("damage", ["index", "frames"])
+def test_damaged_cache_entry_is_decoded_again(tmp_path, damage):
+    write_numbered_frames(tmp_path / "clip", 12)
+    config = PairDataConfig(sources=[str(tmp_path / "clip")], folder_fps=100, cache_dir=str(tmp_path / "cache"))
+    first, _ = build_pair_dataset(config, size=8)
+    expected = np.array(first.sources[0].frames)
+    del first  # its frames are mapped from the file damaged below
+    suffix = ".json" if damage == "index" else ".u8"
+    [entry] = (tmp_path / "cache").glob(f"*{suffix}")
+    entry.write_bytes(entry.read_bytes()[:10])
+    second, _ = build_pair_dataset(config, size=8)
+    assert np.array_equal(np.asarray(second.sources[0].frames), expected)
+    assert entry.stat().st_size > 10
+
+
 def test_face_crop_hook_crops_every_frame_of_a_source_to_one_box(tmp_path):
     folder = tmp_path / "clip"
     folder.mkdir()

@@ -102,6 +102,34 @@ def test_load_table_reports_bad_json(tmp_path: Path) -> None:
         load_table(path)
 
 
+@pytest.mark.parametrize("column, value, message", [
+    ("onset", "ninety-seven", "row 3, column onset: 'ninety-seven' is not an integer"),
+    ("label", "2.5", "row 3, column label: '2.5' is not an integer"),
+    ("fps", "fast", "row 3, column fps: 'fast' is not a number"),
+    ("apex", "120", "casme2 casme2/sub01 EP02_01f @97: apex 120 outside"),
+])
+def test_load_table_names_the_file_row_and_column(tmp_path: Path, column: str, value: str, message: str) -> None:
+    path = save_table(make_table([_row(clip="a"), _row()]), tmp_path / "t.csv")
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw.loc[1, column] = value
+    raw.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=f"t.csv:? {message}"):
+        load_table(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe\x00 not text"])
+def test_load_table_refuses_unreadable_files(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "table.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="table.csv: not a readable CSV sample table"):
+        load_table(path)
+
+
+def test_make_table_names_the_row_of_a_bad_cell() -> None:
+    with pytest.raises(ValueError, match="row 1, column offset: 'end' is not an integer"):
+        make_table([_row(), _row(clip="b", offset="end")])
+
+
 def test_load_report_counts_and_summary() -> None:
     report = LoadReport("samm")
     report.drop("k1", "no frames")

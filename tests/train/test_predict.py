@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -140,6 +141,12 @@ def test_bad_clips_and_arguments_name_what_is_wrong(trained: tuple[Path, Path], 
         type(predictor)(predictor.model, ["a", "b"])
     with pytest.raises(FileNotFoundError, match="no_model"):
         load_predictor(tmp_path / "no_model")
+    copied = tmp_path / "copied_model"
+    shutil.copytree(trained[0], copied)
+    for text in ['{"classes": ', '{"names": []}', '{"classes": "negative"}']:
+        (copied / "classes.json").write_text(text)
+        with pytest.raises(ValueError, match="classes.json: "):
+            load_predictor(copied)
 
     parser = argparse.ArgumentParser()
     add_predict_parser(parser.add_subparsers())

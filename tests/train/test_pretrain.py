@@ -19,7 +19,7 @@ import yaml
 from micronbert.model import create_model, load
 from micronbert.train.checkpointing import load_checkpoint, save_checkpoint, step_checkpoints
 from micronbert.train.pretrain import (OptimSection, PretrainConfig, add_pretrain_parser, apply_overrides,
-                                       learning_rate, main, pretrain)
+                                       learning_rate, main, pretrain, read_metrics, truncate_metrics)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,6 +110,21 @@ def test_config_file_errors_name_the_file(tmp_path):
         PretrainConfig.from_yaml(broken)
     with pytest.raises(ValueError, match="unknown section.*optimiser"):
         PretrainConfig.from_dict({"optimiser": {}})
+
+
+def test_metrics_log_torn_by_a_kill_is_read_and_truncated(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    rows = [{"step": step, "loss": 1.0 / step} for step in (5, 10, 15)]
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"step": 20, "lo')
+    assert read_metrics(log) == rows
+    truncate_metrics(log, 10)
+    assert read_metrics(log) == rows[:2] and log.read_text().endswith("\n")
+    log.write_text('{"step": 5}\nnot json\n{"step": 15}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl line 2: not a JSON metrics row"):
+        read_metrics(log)
+    log.write_text('{"loss": 1}\n')
+    with pytest.raises(ValueError, match="line 1: a metrics row needs an integer 'step'"):
+        read_metrics(log)
 
 
 def test_schedule_warms_up_then_decays_to_the_floor():

@@ -110,6 +110,21 @@ def test_interrupted_evaluation_resumes_at_the_next_fold(casme2_table: pd.DataFr
         evaluate(casme2_table, "ststnet", dataclasses.replace(config, ststnet_epochs=3), tmp_path, NAMES)
 
 
+def test_damaged_saved_fold_is_named_not_trusted(casme2_table: pd.DataFrame, tmp_path: Path) -> None:
+    first = evaluate(casme2_table, "framediff", FinetuneConfig(), tmp_path, NAMES)
+    fold_file = tmp_path / "folds" / "001.json"
+    saved = fold_file.read_text()
+    fold_file.write_text(saved[: len(saved) // 2])
+    with pytest.raises(ValueError, match="001.json: unreadable saved fold.*delete the file"):
+        evaluate(casme2_table, "framediff", FinetuneConfig(), tmp_path, NAMES)
+    fold_file.write_text((tmp_path / "folds" / "002.json").read_text())
+    with pytest.raises(ValueError, match="001.json: holds fold 'casme2/sub03', expected 'casme2/sub02'"):
+        evaluate(casme2_table, "framediff", FinetuneConfig(), tmp_path, NAMES)
+    fold_file.unlink()
+    again = evaluate(casme2_table, "framediff", FinetuneConfig(), tmp_path, NAMES)
+    assert again.folds_resumed == 3 and _same(again.metrics, first.metrics)
+
+
 def test_bad_samples_and_folds_stop_or_are_reported(casme2_table: pd.DataFrame, tmp_path: Path) -> None:
     table = casme2_table.copy()
     table.loc[0, "apex"] = int(table.loc[0, "onset"]) - 1

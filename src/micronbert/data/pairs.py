@@ -157,13 +157,16 @@ class FrameCache:
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def load(self, key: str) -> tuple[PreparedSource, list[SourceIssue]] | None:
-        """The cached source and its recorded issues, or None when not cached."""
+        """The cached source and its recorded issues, or None when not cached (or damaged: decoded again)."""
         if self.folder is None or not (self.folder / f"{key}.json").is_file():
             return None
-        index = json.loads((self.folder / f"{key}.json").read_text())
-        frames = np.memmap(self.folder / f"{key}.u8", dtype=np.uint8, mode="r", shape=tuple(index["shape"]))
-        issues = [SourceIssue(**issue) for issue in index["issues"]]
-        return PreparedSource(index["name"], index["fps"], frames, np.array(index["valid"], bool)), issues
+        try:
+            index = json.loads((self.folder / f"{key}.json").read_text())
+            frames = np.memmap(self.folder / f"{key}.u8", dtype=np.uint8, mode="r", shape=tuple(index["shape"]))
+            issues = [SourceIssue(**issue) for issue in index["issues"]]
+            return PreparedSource(index["name"], index["fps"], frames, np.array(index["valid"], bool)), issues
+        except (OSError, ValueError, KeyError, TypeError):  # a damaged entry is decoded again
+            return None
 
     def build(self, key: str, name: str, fps: float, size: int, frames: Iterator[np.ndarray | None],
               issues: list[SourceIssue]) -> PreparedSource:

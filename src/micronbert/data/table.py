@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,12 +133,28 @@ def make_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return _apply_dtypes(table)
 
 
+class TableCellError(ValueError):
+    """A cell whose value does not fit its column's type; ``row`` counts the table's rows from 0."""
+
+    def __init__(self, row: int, column: str, value: object, kind: str) -> None:
+        super().__init__(f"row {row}, column {column}: {value!r} is not {kind}")
+        self.row, self.column, self.value, self.kind = row, column, value, kind
+
+
+def _converted(table: pd.DataFrame, name: str, convert: Callable[[Any], Any], kind: str) -> list[Any]:
+    values = []
+    for row, value in enumerate(table[name]):
+        try:
+            values.append(None if _missing(value) else convert(value))
+        except (TypeError, ValueError):
+            raise TableCellError(row, name, value, kind) from None
+    return values
+
+
 def _apply_dtypes(table: pd.DataFrame) -> pd.DataFrame:
     for name in INT_COLUMNS:
-        table[name] = pd.array(
-            [None if _missing(value) else int(value) for value in table[name]], dtype="Int64"
-        )
-    table["fps"] = pd.to_numeric(table["fps"], errors="raise").astype("float64")
+        table[name] = pd.array(_converted(table, name, int, "an integer"), dtype="Int64")
+    table["fps"] = pd.Series(_converted(table, "fps", float, "a number"), index=table.index, dtype="float64")
     for name in STRING_COLUMNS:
         if name in table.columns:
             table[name] = pd.Series(
@@ -240,7 +256,10 @@ def load_table(path: str | Path) -> pd.DataFrame:
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"sample table not found: {source}")
-    raw = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
+    try:
+        raw = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
+    except (ValueError, pd.errors.ParserError) as error:  # empty file, bad encoding, broken quoting
+        raise ValueError(f"{source}: not a readable CSV sample table ({type(error).__name__}: {error})") from None
     missing = [name for name in TABLE_COLUMNS if name not in raw.columns]
     if missing:
         raise ValueError(f"{source}: not a sample table, columns {missing} are missing")
@@ -250,8 +269,15 @@ def load_table(path: str | Path) -> pd.DataFrame:
         for name in LIST_COLUMNS:
             row[name] = _parse_json_list(record[name], source, index, name)
         rows.append(row)
-    table = make_table(rows)
-    validate_table(table)
+    try:
+        table = make_table(rows)
+    except TableCellError as error:
+        raise ValueError(f"{source} row {error.row + 2}, column {error.column}: {error.value!r} is not "
+                         f"{error.kind}") from None
+    try:
+        validate_table(table)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
     return table
 
 

@@ -38,7 +38,7 @@ from micronbert.io import (claim_folder, config_from_yaml, dataclass_from_mappin
 from micronbert.model import MicronBERT, create_model, load
 from micronbert.train.diagnostics import change_mass_shares, pair_maps, reconstruction_on_dataset
 from micronbert.train.finetune import FinetuneConfig, PairData, load_pairs
-from micronbert.train.pretrain import PretrainConfig, pretrain
+from micronbert.train.pretrain import PretrainConfig, pretrain, read_metrics
 from micronbert.train.protocols import METHODS, evaluate
 
 SCHEME = "megc2019-3class"
@@ -276,7 +276,7 @@ def _map_figures(folder: Path, model: MicronBERT, table: pd.DataFrame, pairs: Pa
 def _curves_figure(pretrain_dir: Path, copy_loss: float, path: Path) -> Path:
     from micronbert.viz import plt, save_figure_atomically
 
-    rows = [json.loads(line) for line in (pretrain_dir / "metrics.jsonl").read_text().splitlines() if line]
+    rows = read_metrics(pretrain_dir / "metrics.jsonl")
     steps = [row["step"] for row in rows]
     figure, axis = plt.subplots(figsize=(6.5, 4))
     axis.plot(steps, [row["rec_loss"] for row in rows], label="reconstruction loss")

@@ -95,10 +95,20 @@ def load_predictor(path: str | Path, class_names: Sequence[str] | None = None) -
     if class_names is None:
         classes_file = folder / "classes.json"
         if classes_file.is_file():
-            class_names = json.loads(classes_file.read_text())["classes"]
+            class_names = _class_names(classes_file)
         else:
             class_names = [str(i) for i in range(model.config.num_classes)]
     return Predictor(model, class_names)
+
+
+def _class_names(path: Path) -> list[str]:
+    try:
+        names = json.loads(path.read_text())["classes"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: expected JSON with a 'classes' list ({type(err).__name__}: {err})") from None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"{path}: 'classes' must be a list of class names, got {names!r}")
+    return names
 
 
 def read_clip(path: str | Path) -> tuple[list[np.ndarray], list[str]]:

@@ -299,13 +299,31 @@ def replica_difference(model: torch.nn.Module) -> float:
 
 
 # ------------------------------------------------------------------------------------------ outputs
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` log. A run killed while appending can leave its last line torn: that
+    line is left out; a damaged line anywhere else is a ``ValueError`` naming the file and line."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path} line {number}: not a JSON metrics row") from None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise ValueError(f"{path} line {number}: a metrics row needs an integer 'step'")
+        rows.append(row)
+    return rows
+
+
 def truncate_metrics(path: Path, last_step: int) -> None:
-    """Keep the metric lines up to ``last_step`` (a resumed run rewrites what came after its checkpoint)."""
+    """Keep the metric rows up to ``last_step`` (a resumed run rewrites what came after its checkpoint)."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+    kept = [row for row in read_metrics(path) if row["step"] <= last_step]
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(line + "\n" for line in kept))
+    temporary.write_text("".join(json.dumps(row) + "\n" for row in kept))
     os.replace(temporary, path)
 
 

@@ -392,7 +392,7 @@ def evaluate(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: 
     for index, fold in enumerate(iterator):
         fold_file = out / "folds" / f"{index:03d}.json"
         if fold_file.is_file():
-            saved = json.loads(fold_file.read_text())
+            saved = _saved_fold(fold_file, fold.name)
             records.extend(saved["records"])
             if saved.get("skipped"):
                 skipped_folds.append((fold.name, saved["skipped"]))
@@ -422,6 +422,20 @@ def evaluate(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: 
     result.details = runner.info()
     _write_report(out, result, method, protocol, class_names)
     return result
+
+
+def _saved_fold(path: Path, fold_name: str) -> dict[str, Any]:
+    """A fold's saved predictions, checked to belong to ``fold_name``."""
+    try:
+        saved = json.loads(path.read_text())
+        records, name = saved["records"], saved["fold"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: unreadable saved fold ({type(err).__name__}: {err}); delete the file to "
+                         "compute the fold again") from None
+    if name != fold_name or not isinstance(records, list):
+        raise ValueError(f"{path}: holds fold {name!r}, expected {fold_name!r}; delete the file to compute the "
+                         "fold again")
+    return saved
 
 
 def run_loso(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: str | Path,
