@@ -258,7 +258,7 @@ def load_table(path: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"sample table not found: {source}")
     try:
         raw = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
-    except (ValueError, pd.errors.ParserError) as error:  # empty file, bad encoding, broken quoting
+    except ValueError as error:  # pandas' empty-data and parser errors and UnicodeDecodeError all derive from it
         raise ValueError(f"{source}: not a readable CSV sample table ({type(error).__name__}: {error})") from None
     missing = [name for name in TABLE_COLUMNS if name not in raw.columns]
     if missing:

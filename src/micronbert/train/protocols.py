@@ -432,9 +432,11 @@ def _saved_fold(path: Path, fold_name: str) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: unreadable saved fold ({type(err).__name__}: {err}); delete the file to "
                          "compute the fold again") from None
-    if name != fold_name or not isinstance(records, list):
+    if name != fold_name:
         raise ValueError(f"{path}: holds fold {name!r}, expected {fold_name!r}; delete the file to compute the "
                          "fold again")
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: 'records' is not a list; delete the file to compute the fold again")
     return saved
 
 
