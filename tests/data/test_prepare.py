@@ -89,3 +89,5 @@ def test_prepared_synthetic_table_runs_through_evaluate_unchanged(tmp_path):
     assert set(predictions["subject"]) == {s.split("/")[1] for s in table["subject"]}
     metrics = json.loads((report / "metrics.json").read_text())
     assert 0.0 <= metrics["pooled"]["uf1"] <= 1.0 and metrics["skipped_samples"] == []
+    results = (report / "results.md").read_text()  # class names from the scheme prepare labelled the table with
+    assert "| happiness |" in results and "| repression |" in results

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from micronbert.data.datasets import get_scheme
-from micronbert.model import create_model
+from micronbert.model import create_model, save
 from micronbert.train.finetune import (
     AugmentConfig, FinetuneConfig, SampleError, build_model, class_weights, finetune, load_pairs, paired_augment,
     train_on_pairs, train_on_tokens,
@@ -212,11 +212,36 @@ def test_finetune_command_line(casme2_table: pd.DataFrame, tmp_path: Path) -> No
     config_file.write_text(f"epochs: 1\nfrozen_train: head\ncache_dir: {tmp_path / 'cache'}\n")
     parser = argparse.ArgumentParser()
     add_finetune_parser(parser.add_subparsers())
+    pretrained = save(create_model("tiny"), tmp_path / "pretrained")
     args = parser.parse_args(["finetune", "--table", str(table_file), "--scheme", SCHEME, "--config",
-                              str(config_file), "--mode", "finetune", "--out", str(tmp_path / "out")])
+                              str(config_file), "--mode", "finetune", "--weights", str(pretrained),
+                              "--out", str(tmp_path / "out")])
     assert args.run(args) == 0
     saved = json.loads((tmp_path / "out" / "classes.json").read_text())
     assert saved["config"]["mode"] == "finetune" and saved["config"]["epochs"] == 1
+    assert saved["config"]["weights"] == str(pretrained)
+    missing = parser.parse_args(["finetune", "--table", str(table_file), "--scheme", SCHEME, "--config",
+                                 str(config_file), "--weights", str(tmp_path / "no_such_model"),
+                                 "--out", str(tmp_path / "out2")])
+    with pytest.raises(FileNotFoundError, match="no_such_model"):
+        missing.run(missing)
     with pytest.raises(ValueError, match="either --table or --dataset"):
         bad = parser.parse_args(["finetune", "--out", str(tmp_path / "x")])
         bad.run(bad)
+
+
+def test_class_names_come_from_the_scheme_prepare_recorded(casme2_table: pd.DataFrame, tmp_path: Path) -> None:
+    from micronbert.data.table import save_table
+    from micronbert.train.finetune import read_samples
+
+    table_file = save_table(casme2_table, tmp_path / "table.csv")
+    assert read_samples(str(table_file), None, None, None)[1] == [str(i) for i in range(5)]
+    report = tmp_path / "prepare_report.json"
+    report.write_text(json.dumps({"dataset": "casme2", "scheme": SCHEME}))
+    assert read_samples(str(table_file), None, None, None)[1] == list(get_scheme(SCHEME).classes)
+    report.write_text(json.dumps({"dataset": "casme2", "scheme": "megc2019-3class"}))
+    with pytest.raises(ValueError, match="table.csv: label 4 does not fit the 3 classes of megc2019-3class"):
+        read_samples(str(table_file), None, None, None)
+    report.write_text("{broken")
+    with pytest.raises(ValueError, match="prepare_report.json: not a readable prepare report"):
+        read_samples(str(table_file), None, None, None)

@@ -151,6 +151,8 @@ def test_transformer_methods_run_loso(method: str, casme2_table: pd.DataFrame, t
     metrics = run_loso(casme2_table, method, config, tmp_path / "out", NAMES)
     assert metrics["num_samples"] == len(casme2_table) and 0.0 <= metrics["uf1"] <= 1.0
     assert len(list((tmp_path / "out" / "folds").glob("*.json"))) == casme2_table["subject"].nunique()
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert ("micronbert without weights starts from random initialisation" in report) == (method == "micronbert")
 
 
 def test_frozen_tokens_are_reused_by_later_runs(casme2_table: pd.DataFrame, tmp_path: Path) -> None:

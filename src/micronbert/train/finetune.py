@@ -486,6 +486,9 @@ def read_samples(table: str | None, dataset: str | None, root: str | None,
         raise ValueError("give either --table or --dataset (with --root)")
     if table is not None:
         samples = load_table(table)
+        prepared_with = scheme_of_prepared_table(table)
+        if scheme is None and prepared_with is not None:
+            return samples, _scheme_classes(prepared_with, samples, table)
         if scheme is not None:
             from micronbert.data.datasets.schemes import apply_scheme
             from micronbert.data.table import LoadReport
@@ -506,22 +509,53 @@ def read_samples(table: str | None, dataset: str | None, root: str | None,
     return samples, [str(i) for i in range(int(labels.max()) + 1)]
 
 
+def scheme_of_prepared_table(table: str | Path) -> str | None:
+    """The class scheme ``micronbert prepare`` labelled ``table`` with, from the report beside it (None when
+    there is no such report or it names no scheme)."""
+    from micronbert.data.prepare import REPORT_FILE
+
+    report = Path(table).parent / REPORT_FILE
+    if not report.is_file():
+        return None
+    try:
+        scheme = json.loads(report.read_text()).get("scheme")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise ValueError(f"{report}: not a readable prepare report ({type(err).__name__}: {err})") from None
+    return scheme if isinstance(scheme, str) else None
+
+
+def _scheme_classes(scheme: str, samples: pd.DataFrame, table: str | Path) -> list[str]:
+    from micronbert.data.datasets import get_scheme
+
+    classes = list(get_scheme(scheme).classes)
+    labels = samples["label"].dropna()
+    if not labels.empty and int(labels.max()) >= len(classes):
+        raise ValueError(f"{table}: label {int(labels.max())} does not fit the {len(classes)} classes of {scheme}, "
+                         "the scheme its prepare report names")
+    return classes
+
+
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--table`` | ``--dataset``/``--root``, ``--scheme``, ``--config``, ``--skip-bad``."""
+    """``--table`` | ``--dataset``/``--root``, ``--scheme``, ``--config``, ``--weights``, ``--mode``,
+    ``--skip-bad``."""
     parser.add_argument("--table", help="sample table CSV written by `micronbert prepare`")
     parser.add_argument("--dataset", help="dataset name to read directly (with --root)")
     parser.add_argument("--root", help="the dataset's folder")
-    parser.add_argument("--scheme", help="class scheme (default: the dataset's usual one)")
+    parser.add_argument("--scheme", help="class scheme (default: the one `micronbert prepare` labelled the table "
+                        "with, or the dataset's usual one)")
     parser.add_argument("--config", help="YAML finetune configuration (see configs/finetune_tiny.yaml)")
+    parser.add_argument("--weights", help="micronbert checkpoint folder to start from, e.g. the model/ folder "
+                        "`micronbert pretrain` wrote (overrides the configuration's weights)")
     parser.add_argument("--mode", choices=MODES, help="override the configuration's mode")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out unusable samples (and folds) instead of stopping; they are reported")
 
 
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
-    """The configuration named by ``--config`` with ``--mode`` applied."""
+    """The configuration named by ``--config`` with ``--weights`` and ``--mode`` applied."""
     config = FinetuneConfig.from_yaml(args.config) if args.config else FinetuneConfig()
-    return dataclasses.replace(config, mode=args.mode) if args.mode else config
+    changes = {name: getattr(args, name) for name in ("weights", "mode") if getattr(args, name, None)}
+    return dataclasses.replace(config, **changes)
 
 
 def _run_finetune(args: argparse.Namespace) -> int:

@@ -339,6 +339,13 @@ def _fold_problem(fold: Fold, labels: np.ndarray) -> str | None:
     return None
 
 
+def _method_warnings(method: str, config: FinetuneConfig) -> list[str]:
+    if method == "micronbert" and not config.weights:
+        return ["method micronbert without weights starts from random initialisation, as vit-scratch does; "
+                "give the pre-trained model with --weights (or weights: in the configuration)"]
+    return []
+
+
 def _warnings(table: pd.DataFrame, folds: list[Fold], labels: np.ndarray, class_names: Sequence[str]) -> list[str]:
     notes = []
     for subject, rows in table.groupby("subject"):
@@ -382,6 +389,8 @@ def evaluate(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: 
                 "table": _table_fingerprint(used), "test_subjects": list(test_subjects)}
     out.mkdir(parents=True, exist_ok=True)
     claim_folder(out / "run.json", identity, "evaluation")
+    for warning in _method_warnings(method, config):
+        log(f"warning: {warning}")
     runner = get_method(method, config, num_classes)
     runner.prepare(pairs)
     prepare_s = time.perf_counter() - started
@@ -416,7 +425,8 @@ def evaluate(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: 
     if not records:
         raise ValueError("every fold was skipped: nothing to score")
     result = _finish(out, records, class_names, pairs.skipped, skipped_folds,
-                     _warnings(used, folds, pairs.labels, class_names), len(folds), resumed)
+                     _method_warnings(method, config) + _warnings(used, folds, pairs.labels, class_names),
+                     len(folds), resumed)
     result.timings = {"prepare_s": prepare_s, "train_s": timing.train_s, "predict_s": timing.predict_s,
                       "total_s": time.perf_counter() - started}
     result.details = runner.info()
