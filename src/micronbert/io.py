@@ -71,6 +71,18 @@ def read_yaml_mapping(path: str | os.PathLike[str], section: str | None = None) 
     return data
 
 
+def read_json_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """The JSON object in the file ``path``; a file that is not one raises ``ValueError`` naming it as ``what``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable {what} ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a readable {what} (expected a JSON object)")
+    return data
+
+
 def dataclass_from_mapping(cls: type, data: dict[str, Any], what: str) -> Any:
     """``cls(**data)`` for a dataclass, with unknown keys raising ``ValueError`` that names them and ``what``."""
     known = {f.name for f in dataclasses.fields(cls)}

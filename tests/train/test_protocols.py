@@ -115,7 +115,7 @@ def test_damaged_saved_fold_is_named_not_trusted(casme2_table: pd.DataFrame, tmp
     fold_file = tmp_path / "folds" / "001.json"
     saved = fold_file.read_text()
     fold_file.write_text(saved[: len(saved) // 2])
-    with pytest.raises(ValueError, match="001.json: unreadable saved fold.*delete the file"):
+    with pytest.raises(ValueError, match="001.json: not a readable saved fold.*delete the file"):
         evaluate(casme2_table, "framediff", FinetuneConfig(), tmp_path, NAMES)
     fold_file.write_text((tmp_path / "folds" / "002.json").read_text())
     with pytest.raises(ValueError, match="001.json: holds fold 'casme2/sub03', expected 'casme2/sub02'"):

@@ -33,7 +33,7 @@ from micronbert.data.table import sample_key
 from micronbert.data.transforms import to_model_input
 from micronbert.model import MicronBERT, create_model, load, save
 from micronbert.train.token_cache import CacheStats, TokenCache, default_cache_dir
-from micronbert.io import config_from_yaml, dataclass_from_mapping, write_json_atomically
+from micronbert.io import config_from_yaml, dataclass_from_mapping, read_json_mapping, write_json_atomically
 
 MODES = ("finetune", "frozen")
 FROZEN_TRAIN = ("dma+head", "head")
@@ -517,10 +517,7 @@ def scheme_of_prepared_table(table: str | Path) -> str | None:
     report = Path(table).parent / REPORT_FILE
     if not report.is_file():
         return None
-    try:
-        scheme = json.loads(report.read_text()).get("scheme")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
-        raise ValueError(f"{report}: not a readable prepare report ({type(err).__name__}: {err})") from None
+    scheme = read_json_mapping(report, "prepare report").get("scheme")
     return scheme if isinstance(scheme, str) else None
 
 

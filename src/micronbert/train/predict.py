@@ -21,6 +21,7 @@ import torch
 
 from micronbert.data.frames import IMAGE_EXTENSIONS, frame_number, list_frames, read_frame
 from micronbert.data.transforms import to_model_input
+from micronbert.io import read_json_mapping
 from micronbert.model import MicronBERT, change_map, load
 from micronbert.train.finetune import resize_square
 
@@ -102,10 +103,7 @@ def load_predictor(path: str | Path, class_names: Sequence[str] | None = None) -
 
 
 def _class_names(path: Path) -> list[str]:
-    try:
-        names = json.loads(path.read_text())["classes"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: expected JSON with a 'classes' list ({type(err).__name__}: {err})") from None
+    names = read_json_mapping(path, "class list").get("classes")
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise ValueError(f"{path}: 'classes' must be a list of class names, got {names!r}")
     return names

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +37,7 @@ from micronbert.train.finetune import (
     config_from_args, load_pairs, pooled_dma_features, predict_features, predict_pairs, predict_tokens,
     read_samples, train_head_on_features, train_on_pairs, train_on_tokens,
 )
-from micronbert.io import claim_folder, write_json_atomically, write_text_atomically
+from micronbert.io import claim_folder, read_json_mapping, write_json_atomically, write_text_atomically
 from micronbert.train.metrics import (
     FoldPredictions, per_dataset_metrics, pooled_metrics, predictions_table, write_megc_log,
     write_predictions_csv, write_predictions_json,
@@ -437,11 +436,10 @@ def evaluate(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: 
 def _saved_fold(path: Path, fold_name: str) -> dict[str, Any]:
     """A fold's saved predictions, checked to belong to ``fold_name``."""
     try:
-        saved = json.loads(path.read_text())
-        records, name = saved["records"], saved["fold"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: unreadable saved fold ({type(err).__name__}: {err}); delete the file to "
-                         "compute the fold again") from None
+        saved = read_json_mapping(path, "saved fold")
+    except ValueError as err:
+        raise ValueError(f"{err}; delete the file to compute the fold again") from None
+    records, name = saved.get("records"), saved.get("fold")
     if name != fold_name:
         raise ValueError(f"{path}: holds fold {name!r}, expected {fold_name!r}; delete the file to compute the "
                          "fold again")
