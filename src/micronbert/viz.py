@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 
 
 def patch_map_to_image(values: np.ndarray, grid_h: int, grid_w: int, height: int, width: int) -> np.ndarray:
@@ -53,24 +55,41 @@ def pair_maps_figure(onset: np.ndarray, apex: np.ndarray, change: np.ndarray, sa
     (H, W) mask of where the face really moved, is outlined in white on the change map.
     """
     panels = 5 if probabilities is not None else 4
-    figure, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.4))
-    for axis, image, name in zip(axes, (onset, apex, overlay(apex, change), overlay(apex, saliency)),
-                                 ("onset", "apex", "DMA change map", "PoI saliency")):
+    figure, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.4))
+    for axis, image, name in zip(axes, (onset, apex), ("onset", "apex")):
         axis.imshow(image)
+        axis.set_title(name)
+        axis.axis("off")
+    for axis, heat, name in zip(axes[2:4], (change, saliency), ("DMA change map", "PoI saliency")):
+        axis.imshow(overlay(apex, heat))
+        figure.colorbar(_heat_scale(heat), ax=axis, fraction=0.046, pad=0.02)
         axis.set_title(name)
         axis.axis("off")
     if truth is not None:
         axes[2].contour(truth.astype(np.float32), levels=[0.5], colors="white", linewidths=1.2)
     if probabilities is not None:
-        names = list(class_names) if class_names is not None else [str(i) for i in range(len(probabilities))]
-        axes[-1].barh(names, probabilities, color="tab:blue")
-        axes[-1].set_xlim(0, 1)
-        axes[-1].invert_yaxis()
-        axes[-1].set_title("probabilities")
+        _draw_probabilities(axes[-1], probabilities, class_names)
     if title:
         figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def _heat_scale(heat: np.ndarray, cmap: str = "jet") -> ScalarMappable:
+    """The colour scale :func:`overlay` used for ``heat``, in the map's own values, for a colour bar."""
+    low, high = float(np.min(heat)), float(np.max(heat))
+    return ScalarMappable(norm=Normalize(low, high if high > low else low + 1e-6), cmap=cmap)
+
+
+def _draw_probabilities(axis: plt.Axes, probabilities: Sequence[float], class_names: Sequence[str] | None) -> None:
+    names = list(class_names) if class_names is not None else [str(i) for i in range(len(probabilities))]
+    best = int(np.argmax(probabilities))
+    colours = ["tab:orange" if index == best else "tab:blue" for index in range(len(names))]
+    bars = axis.barh(names, probabilities, color=colours)
+    axis.bar_label(bars, labels=[f"{p:.2f}" for p in probabilities], padding=2)
+    axis.set_xlim(0, 1.15)
+    axis.invert_yaxis()
+    axis.set_title("probabilities")
 
 
 def draw_confusion(axis: plt.Axes, matrix: np.ndarray, class_names: Sequence[str], title: str) -> None:

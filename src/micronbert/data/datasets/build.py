@@ -277,7 +277,8 @@ def _select_frames(listing: list[Path], onset: int, offset: int, key: str, repor
         report.warn(f"{key}: frames on disk run {first}..{last}, annotation says {onset}..{offset}")
     expected = offset - onset + 1
     if len(frames) != expected and first == onset and last == offset:
-        report.warn(f"{key}: {expected - len(frames)} frames missing between onset and offset")
+        missing = expected - len(frames)
+        report.warn(f"{key}: {missing} frame{'s' if missing > 1 else ''} missing between onset and offset")
     return frames
 
 
