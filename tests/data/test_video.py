@@ -119,3 +119,46 @@ def test_manifest_resolves_paths_and_checks_fps(tmp_path):
     (tmp_path / "nopath.csv").write_text("file,fps\na,1\n")
     with pytest.raises(ValueError, match="'path' column"):
         read_manifest(tmp_path / "nopath.csv")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("path,fps\n", "lists no sources"),
+    ("path,fps\nclips/a,200\n ,25\n", r"list.csv, row 3: empty path"),
+    ("path,fps\nclips/a,fast\n", r"list.csv, row 2: fps 'fast' is not a number"),
+])
+def test_a_bad_manifest_row_is_named(tmp_path, text, message):
+    (tmp_path / "list.csv").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_manifest(tmp_path / "list.csv")
+
+
+def test_a_missing_manifest_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest not found: .*absent.csv"):
+        read_manifest(tmp_path / "absent.csv")
+
+
+def test_a_file_that_is_not_a_video_is_reported_not_read(tmp_path):
+    (tmp_path / "notes.txt").write_text("subject 1")
+    video = write_video(tmp_path / "clip.mp4", 2)
+    issues = []
+
+    specs = discover_sources([tmp_path / "notes.txt", video], issues)
+
+    assert specs == [SourceSpec(video)]
+    assert [(issue.path, issue.problem.split(" (")[0]) for issue in issues] == [
+        (str(tmp_path / "notes.txt"), "not a video file")]
+
+
+def test_a_file_with_no_video_stream_is_named(tmp_path):
+    sound = tmp_path / "sound.mp4"  # audio only (WAV data under a video name)
+    with av.open(str(sound), mode="w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+    with pytest.raises(ValueError, match="sound.mp4: file holds no video stream"):
+        list(decode_frames(SourceSpec(sound)))
+    with pytest.raises(ValueError, match="sound.mp4: file holds no video stream"):
+        source_fps(SourceSpec(sound), folder_fps=None)

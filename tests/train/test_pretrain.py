@@ -222,3 +222,18 @@ def test_checkpoints_are_atomic_and_loaded_safely(tmp_path):
     torch.save({"format": "other"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a micronbert pre-training checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("change, differs", [
+    (lambda data: data["train"].update(seed=1), "data_fingerprint"),  # the pairs are drawn with the seed
+    (lambda data: data["train"].update(global_batch=4), "global_batch"),
+    (lambda data: data["model"]["overrides"].update(depth=1), "model_config"),
+    (lambda data: data["data"].update(delta_s=[0.02, 0.05]), "data_fingerprint"),
+])
+def test_resuming_with_other_settings_is_refused_naming_the_checkpoint(tmp_path, clips, change, differs):
+    pretrain(PretrainConfig.from_dict(config_dict(clips, tmp_path / "run", steps=2, checkpoint_every=2)))
+    data = config_dict(clips, tmp_path / "run", steps=4, checkpoint_every=2)
+    change(data)
+
+    with pytest.raises(ValueError, match=rf"step_00000002.pt: cannot resume, its {differs} differs from this run's"):
+        pretrain(PretrainConfig.from_dict(data), resume=True)
