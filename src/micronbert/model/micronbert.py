@@ -27,7 +27,10 @@ from .vit import Block, init_vit_weights, resize_pos_table, sincos_2d
 
 def check_frames(patch_size: int, in_chans: int, **frames: torch.Tensor) -> None:
     """Raise ``ValueError`` naming the argument at fault unless every frame batch is a finite float
-    (B, in_chans, H, W) tensor with H, W multiples of the patch, all of one shape."""
+    (B, in_chans, H, W) tensor with H, W multiples of the patch, all of one shape.
+
+    Under ``torch.compile`` or ``torch.export`` the finiteness test is left out: it reads a value back to
+    the host, which would split the graph (frames made from uint8 images are finite by construction)."""
     shapes = {}
     for name, frame in frames.items():
         if not isinstance(frame, torch.Tensor):
@@ -42,12 +45,16 @@ def check_frames(patch_size: int, in_chans: int, **frames: torch.Tensor) -> None
         height, width = frame.shape[-2:]
         if height % patch_size or width % patch_size:
             raise ValueError(f"{name}: size {height}×{width} is not a multiple of the patch size {patch_size}")
-        if frame.numel() and not bool(torch.isfinite(torch.stack(torch.aminmax(frame))).all()):  # NaN propagates
+        if not torch.compiler.is_compiling() and _has_non_finite(frame):
             raise ValueError(f"{name}: contains NaN or infinite values")
         shapes[name] = tuple(frame.shape)
     if len(set(shapes.values())) > 1:
         raise ValueError("frames of a pair must have the same shape, got "
                          + ", ".join(f"{name} {shape}" for name, shape in shapes.items()))
+
+
+def _has_non_finite(frame: torch.Tensor) -> bool:
+    return bool(frame.numel()) and not bool(torch.isfinite(torch.stack(torch.aminmax(frame))).all())  # NaN propagates
 
 
 class MicronBERT(nn.Module):
