@@ -172,3 +172,27 @@ def test_eval_mode_skips_agreement():
         out = model(*pair())
     assert float(out["agree_loss"]) == 0.0
     assert isinstance(model, MicronBERT)
+
+
+@pytest.mark.parametrize("agreement", ["ema-mse", "dino"])
+def test_a_bf16_autocast_step_stays_close_to_float32(agreement):
+    """What the GPU runs (bfloat16 autocast), checked on the CPU's bf16 autocast: no dtype clash in DMA,
+    PoI or the losses, finite gradients, and losses within bf16 rounding of float32."""
+    torch.manual_seed(0)
+    model = micronbert.create_model("tiny", agreement=agreement, dino_local_crops=2, num_classes=3).train()
+    frames = pair(batch=4)
+    full = model(*frames, generator=torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = model(*frames, generator=torch.Generator().manual_seed(1))
+        logits = model.recognize(*frames)["logits"]
+    full["loss"].backward()
+    trained = {name for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    half["loss"].backward()
+
+    assert half["loss"].dtype == torch.float32 and logits.dtype == torch.bfloat16
+    torch.testing.assert_close(half["rec_loss"], full["rec_loss"], rtol=2e-2, atol=1e-3)
+    torch.testing.assert_close(half["agree_loss"], full["agree_loss"], rtol=5e-2, atol=1e-3)
+    assert torch.equal(half["swap_mask"], full["swap_mask"])
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert set(grads) == trained and all(bool(torch.isfinite(g).all()) for g in grads.values())
