@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from micronbert.cli import build_parser, main
@@ -18,13 +19,25 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert err.startswith("micronbert convert-official: error:") and "missing.pth" in err
 
 
-def test_every_command_has_help():
+def test_every_command_and_option_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    for name, sub in commands.items():
-        assert sub.format_help().strip(), name
+    undocumented = [f"{name} {action.dest}" for name, sub in commands.items() for action in sub._actions
+                    if not action.help]
+    assert undocumented == []
     with pytest.raises(SystemExit):
         parser.parse_args([])
+
+
+def test_synth_draws_only_the_classes_asked_for(tmp_path, capsys):
+    out = tmp_path / "synthetic"
+    assert main(["synth", str(out), "--subjects", "2", "--clips-per-subject", "3", "--size", "32", "--videos", "0",
+                 "--classes", "surprise, others"]) == 0
+    truth = pd.read_csv(out / "CASME2" / "synthetic_ground_truth.csv")
+    assert truth["objective_class"].value_counts().to_dict() == {"surprise": 3, "others": 3}
+    with pytest.raises(SystemExit):
+        main(["synth", str(tmp_path / "other"), "--classes", "positive,fear"])
+    assert "unknown class(es) ['fear']; choose from positive,surprise,negative,others" in capsys.readouterr().err
 
 
 def test_python_dash_m_runs_the_cli():

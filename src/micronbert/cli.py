@@ -6,6 +6,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .data.synthetic.actions import CLASSES
+
 
 def _convert_official(args: argparse.Namespace) -> int:
     from .model import convert_official
@@ -42,11 +44,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _class_list(text: str) -> tuple[str, ...]:
+    classes = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in classes if name not in CLASSES]
+    if unknown or not classes:
+        raise argparse.ArgumentTypeError(f"unknown class(es) {unknown or [text]}; choose from {','.join(CLASSES)}")
+    return classes
+
+
 def _synth(args: argparse.Namespace) -> int:
     from .data.synthetic import SynthConfig, write_synthetic_dataset
 
     config = SynthConfig(seed=args.seed, subjects=args.subjects, clips_per_subject=args.clips_per_subject,
-                         size=args.size, fps=args.fps, nuisance_strength=args.nuisance,
+                         classes=args.classes, size=args.size, fps=args.fps, nuisance_strength=args.nuisance,
                          amplitude=tuple(args.amplitude), unlabeled_videos=args.videos,
                          unlabeled_frames=args.video_frames)
     dataset = write_synthetic_dataset(args.out, config)
@@ -99,16 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 "reg_imgN.jpg + coding spreadsheet + ground truth) and unlabeled videos (frame "
                                 "folders and .mp4) of procedural faces with micro-expressions and nuisances.")
     synth.add_argument("out", help="output folder (must not exist or be empty)")
-    synth.add_argument("--subjects", type=int, default=3)
-    synth.add_argument("--clips-per-subject", type=int, default=4)
+    synth.add_argument("--subjects", type=int, default=3, help="subjects (identities) (default 3)")
+    synth.add_argument("--clips-per-subject", type=int, default=4,
+                       help="labelled clips per subject, classes in turn (default 4)")
+    synth.add_argument("--classes", type=_class_list, default=CLASSES,
+                       help=f"comma-separated objective classes of the labelled clips (default {','.join(CLASSES)})")
     synth.add_argument("--size", type=int, default=128, help="frame side in pixels (even)")
-    synth.add_argument("--fps", type=int, default=200)
+    synth.add_argument("--fps", type=int, default=200, help="frame rate of clips and videos (default 200)")
     synth.add_argument("--amplitude", type=float, nargs=2, default=(0.003, 0.02), metavar=("MIN", "MAX"),
                        help="apex displacement as a fraction of the face width (default 0.003 0.02)")
     synth.add_argument("--nuisance", type=float, default=1.0, help="nuisance strength (0 = clean clips)")
     synth.add_argument("--videos", type=int, default=2, help="number of unlabeled videos")
     synth.add_argument("--video-frames", type=int, default=400, help="frames per unlabeled video")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="the same seed gives the same dataset (default 0)")
     synth.set_defaults(run=_synth)
 
     prepare = commands.add_parser("prepare", help="read a dataset as received, crop faces, write the sample table",
@@ -121,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--scheme", help="class scheme for the label column, e.g. casme2-5class (default: none)")
     prepare.add_argument("--size", type=int, default=224, help="crop side (default 224)")
     prepare.add_argument("--no-crop", action="store_true", help="keep the frames as they are (already cropped)")
-    prepare.add_argument("--backend", default="opencv", choices=("opencv", "mediapipe", "dlib"))
+    prepare.add_argument("--backend", default="opencv", choices=("opencv", "mediapipe", "dlib"),
+                         help="face and eye detector: OpenCV cascades (default, no extra), or the landmarks of "
+                         "mediapipe or dlib (extras micronbert[mediapipe], micronbert[dlib])")
     prepare.add_argument("--workers", type=int, default=1, help="parallel processes for cropping")
     prepare.add_argument("--missing-apex", default="estimate", choices=("estimate", "midpoint", "drop"),
                          help="what to do where the annotation has no apex (default: estimate it)")
