@@ -80,7 +80,8 @@ def test_frames_missing_on_disk_are_warned_about_and_the_rest_kept(tmp_path: Pat
 def test_a_sample_without_usable_frames_is_dropped_with_the_folder_named(tmp_path: Path, folder, reason) -> None:
     _frames(tmp_path / "elsewhere", range(20, 25))
     (tmp_path / "empty").mkdir()
-    sample = _sample(None if folder is None else tmp_path / folder, frames_problem="clip folder c1 not under the subject")
+    sample = _sample(None if folder is None else tmp_path / folder,
+                     frames_problem="clip folder c1 not under the subject")
 
     table, report = _build(sample)
     annotation_only, _ = _build(sample, check_frames=False)
@@ -131,7 +132,8 @@ def test_a_missing_emotion_and_a_bad_label_are_warned_about(tmp_path: Path) -> N
 def test_an_implausibly_long_interval_is_warned_about(tmp_path: Path) -> None:
     _, report = _build(_sample(None, onset=1, apex=2000, offset=3000), check_frames=False)
 
-    assert report.warnings == ["demo demo/s01 c1 @1: onset-offset spans 15.0 s, implausibly long for a micro-expression"]
+    assert report.warnings == [
+        "demo demo/s01 c1 @1: onset-offset spans 15.0 s, implausibly long for a micro-expression"]
 
 
 @pytest.mark.parametrize("options, message", [

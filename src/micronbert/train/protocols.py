@@ -561,9 +561,10 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
                                    "resumes at the next fold.")
     add_sample_arguments(parser)
     parser.add_argument("--method", default="micronbert", choices=list(METHODS),
-                        help="micronbert: μ-BERT from its pre-trained weights (--weights or the configuration); vit-scratch: the same network from random "
-                             "initialisation; ststnet: STSTNet on onset-apex optical flow; framediff: a linear "
-                             "classifier on the grey frame difference (default: micronbert)")
+                        help="micronbert: μ-BERT from its pre-trained weights (--weights or the configuration); "
+                             "vit-scratch: the same network from random initialisation; ststnet: STSTNet on "
+                             "onset-apex optical flow; framediff: a linear classifier on the grey frame difference "
+                             "(default: micronbert)")
     parser.add_argument("--protocol", default="loso", choices=PROTOCOLS,
                         help="loso: leave one subject out; megc2019: the MEGC 2019 composite, subjects "
                              "namespaced by dataset; lodo: leave one dataset out; split: train on all but "
