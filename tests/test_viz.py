@@ -5,7 +5,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from micronbert.viz import overlay, pair_maps_figure, patch_map_to_image, save_figure_atomically
+from micronbert.viz import (overlay, pair_maps_figure, patch_map_to_image, save_figure_atomically,
+                            training_curves_figure)
 
 
 def test_a_patch_map_becomes_constant_blocks_in_row_major_order():
@@ -65,3 +66,36 @@ def test_saving_writes_the_png_and_leaves_no_temporary_file(tmp_path):
 
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in path.parent.iterdir()] == ["sample.png"]
+
+
+def metric_rows(agree_loss: float) -> list[dict]:
+    return [{"step": step, "loss": 1.0 / step + agree_loss, "rec_loss": 1.0 / step, "agree_loss": agree_loss,
+             "lr": 1e-3 * step / 3, "samples_per_s": 100.0 + step, "grad_norm": 2.0 / step} for step in (1, 2, 3)]
+
+
+def test_training_curves_draw_each_logged_series_against_the_step():
+    figure = training_curves_figure(metric_rows(agree_loss=0.5), "run", copy_baseline=0.4)
+    losses, lr, throughput, grad = figure.axes
+
+    assert [line.get_label() for line in losses.lines] == [
+        "total loss", "reconstruction", "contextual agreement", "copy-the-input (reconstruction)"]
+    assert losses.get_yscale() == "log"
+    assert losses.lines[1].get_xdata().tolist() == [1, 2, 3]
+    assert losses.lines[1].get_ydata().tolist() == pytest.approx([1.0, 0.5, 1 / 3])
+    assert list(losses.lines[3].get_ydata()) == [0.4, 0.4]  # the baseline spans the axis
+    assert lr.lines[0].get_ydata().tolist() == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3])
+    assert throughput.lines[0].get_ydata().tolist() == [101.0, 102.0, 103.0]
+    assert grad.lines[0].get_ydata().tolist() == pytest.approx([2.0, 1.0, 2 / 3]) and grad.get_yscale() == "log"
+    plt.close(figure)
+
+
+def test_training_curves_leave_out_a_zero_loss_and_a_missing_series():
+    rows = [{key: value for key, value in row.items() if key != "grad_norm"} for row in metric_rows(0.0)]
+    figure = training_curves_figure(rows)  # agreement off: its loss is 0, which a log scale cannot show
+    losses, _, _, grad = figure.axes
+
+    assert [line.get_label() for line in losses.lines] == ["total loss", "reconstruction"]
+    assert len(grad.lines) == 0
+    plt.close(figure)
+    with pytest.raises(ValueError, match="empty"):
+        training_curves_figure([])

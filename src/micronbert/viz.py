@@ -105,3 +105,41 @@ def draw_confusion(axis: plt.Axes, matrix: np.ndarray, class_names: Sequence[str
                   color="white" if count > threshold else "black")
     axis.figure.colorbar(image, ax=axis)
     axis.set_title(title)
+
+
+def training_curves_figure(rows: Sequence[dict], title: str = "pre-training",
+                           copy_baseline: float | None = None) -> plt.Figure:
+    """Curves of a ``metrics.jsonl`` log (see :func:`micronbert.train.pretrain.read_metrics`) against the step:
+    losses and gradient norm (log scales), learning rate and throughput, one panel each.
+
+    ``copy_baseline``, the reconstruction loss of copying the swapped input, is drawn as a dashed line.
+    A series that a row lacks is left out of its panel.
+    """
+    if not rows:
+        raise ValueError("no metrics rows to plot (the log is empty)")
+    figure, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+    panels = ((axes[0, 0], (("loss", "total loss"), ("rec_loss", "reconstruction"),
+                            ("agree_loss", "contextual agreement")), "loss", True),
+              (axes[0, 1], (("lr", "learning rate"),), "learning rate", False),
+              (axes[1, 0], (("samples_per_s", "samples/s"),), "throughput (samples/s)", False),
+              (axes[1, 1], (("grad_norm", "gradient norm"),), "gradient norm (before clipping)", True))
+    for axis, series, ylabel, log_scale in panels:
+        for key, label in series:
+            points = [(row["step"], row[key]) for row in rows if isinstance(row.get(key), (int, float))]
+            if log_scale:
+                points = [(step, value) for step, value in points if value > 0]
+            if points:
+                axis.plot(*zip(*points), label=label)
+        if axis is axes[0, 0]:
+            if copy_baseline is not None and copy_baseline > 0:
+                axis.axhline(copy_baseline, color="grey", linestyle="--", label="copy-the-input (reconstruction)")
+            axis.legend(fontsize="small")
+        if log_scale and axis.lines:
+            axis.set_yscale("log")
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3)
+    for axis in axes[1]:
+        axis.set_xlabel("step")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

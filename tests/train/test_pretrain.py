@@ -148,6 +148,7 @@ def test_command_writes_logs_previews_checkpoints_and_a_loadable_model(tmp_path,
     assert [s[0] for s in steps] == [1, 2, 3, 4, 5, 6] and all(np.isfinite(s[1]) for s in steps)
     preview = cv2.imread(str(run / "previews" / "step_00000006.png"))
     assert preview.shape == (4 * 32, 4 * 32, 3)
+    assert cv2.imread(str(run / "curves.png")) is not None
     assert load(run / "model").config.img_size == 32
     report = json.loads((run / "data_report.json").read_text())
     assert report["pairs"] > 8 and report["issues"] == []

@@ -274,19 +274,10 @@ def _map_figures(folder: Path, model: MicronBERT, table: pd.DataFrame, pairs: Pa
 
 
 def _curves_figure(pretrain_dir: Path, copy_loss: float, path: Path) -> Path:
-    from micronbert.viz import plt, save_figure_atomically
+    from micronbert.viz import save_figure_atomically, training_curves_figure
 
-    rows = read_metrics(pretrain_dir / "metrics.jsonl")
-    steps = [row["step"] for row in rows]
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    axis.plot(steps, [row["rec_loss"] for row in rows], label="reconstruction loss")
-    axis.plot(steps, [row["agree_loss"] for row in rows], label="contextual agreement loss")
-    axis.axhline(copy_loss, color="grey", linestyle="--", label="copy-the-input baseline (reconstruction)")
-    axis.set_yscale("log")
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.set_title("pre-training of tiny on synthetic unlabeled video")
-    axis.legend()
+    figure = training_curves_figure(read_metrics(pretrain_dir / "metrics.jsonl"),
+                                    "pre-training of tiny on synthetic unlabeled video", copy_baseline=copy_loss)
     return save_figure_atomically(figure, path)
 
 

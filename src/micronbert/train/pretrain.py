@@ -8,7 +8,8 @@ One YAML file configures a run (sections ``model``, ``data``, ``optim``, ``train
 
 The run folder ``train.out_dir`` receives ``config.yaml`` (the resolved configuration),
 ``data_report.json`` (sources read, problems met), ``metrics.jsonl`` (one line per ``log_every`` steps),
-``previews/step_*.png`` (input I_t, swapped I_{t/s}, reconstruction, DMA change map),
+``previews/step_*.png`` (input I_t, swapped I_{t/s}, reconstruction, DMA change map), ``curves.png``
+(losses, learning rate, throughput and gradient norm against the step, redrawn at every checkpoint),
 ``checkpoints/step_*.pt`` (last ``keep_last``) and ``checkpoints/best.pt`` (lowest loss over a checkpoint
 interval), and at the end ``model/`` (``micronbert.load``-able) and ``summary.json``.
 
@@ -535,6 +536,15 @@ class Pretrainer:
         self.best_loss = min(self.best_loss, interval_loss)
         if self.context.is_main:
             save_checkpoint(self.state(), self.checkpoints, self.step, self.train.keep_last, is_best)
+            self._plot_curves()
+
+    def _plot_curves(self) -> None:
+        from micronbert.viz import save_figure_atomically, training_curves_figure
+
+        rows = read_metrics(self.metrics_path) if self.metrics_path.is_file() else []
+        if rows:
+            title = f"pre-training of {self.config.model.name} (global batch {self.train.global_batch})"
+            save_figure_atomically(training_curves_figure(rows, title), self.out_dir / "curves.png")
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         difference = replica_difference(self.model)
