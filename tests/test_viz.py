@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from micronbert.viz import (overlay, pair_maps_figure, patch_map_to_image, save_figure_atomically,
-                            training_curves_figure)
+                            training_curves_figure, training_loss_figure)
 
 
 def test_a_patch_map_becomes_constant_blocks_in_row_major_order():
@@ -99,3 +99,19 @@ def test_training_curves_leave_out_a_zero_loss_and_a_missing_series():
     plt.close(figure)
     with pytest.raises(ValueError, match="empty"):
         training_curves_figure([])
+
+
+def test_training_loss_of_several_folds_shows_each_and_their_mean():
+    figure = training_loss_figure([[1.0, 0.5, 0.25], [3.0, 1.5, 0.75], []], "loso")
+    axis = figure.axes[0]
+
+    assert len(axis.lines) == 3  # two folds (the empty one is left out) and the mean
+    assert axis.lines[-1].get_label() == "mean of 2 folds"
+    assert axis.lines[-1].get_xdata().tolist() == [1, 2, 3]
+    assert axis.lines[-1].get_ydata().tolist() == pytest.approx([2.0, 1.0, 0.5])
+    plt.close(figure)
+    single = training_loss_figure([[0.9, 0.4]])
+    assert len(single.axes[0].lines) == 1 and single.axes[0].get_legend() is None
+    plt.close(single)
+    with pytest.raises(ValueError, match="no training losses"):
+        training_loss_figure([[]])

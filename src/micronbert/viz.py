@@ -143,3 +143,26 @@ def training_curves_figure(rows: Sequence[dict], title: str = "pre-training",
     figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def training_loss_figure(runs: Sequence[Sequence[float]], title: str = "training loss") -> plt.Figure:
+    """Mean training loss per epoch of one run or of several (the folds of an evaluation: one thin line each,
+    their mean in bold)."""
+    runs = [list(run) for run in runs if len(run)]
+    if not runs:
+        raise ValueError("no training losses to plot")
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for run in runs:
+        axis.plot(range(1, len(run) + 1), run, color="tab:blue", alpha=1.0 if len(runs) == 1 else 0.25,
+                  linewidth=1.5 if len(runs) == 1 else 0.8)
+    if len(runs) > 1:
+        length = min(len(run) for run in runs)
+        mean = np.mean([run[:length] for run in runs], axis=0)
+        axis.plot(range(1, length + 1), mean, color="tab:orange", linewidth=2.2, label=f"mean of {len(runs)} folds")
+        axis.legend()
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("training loss (cross-entropy)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure

@@ -172,17 +172,20 @@ def test_frozen_training_fits_the_training_set(casme2_table: pd.DataFrame, tmp_p
 
     onset_tokens, apex_tokens, _ = cached_pair_tokens(model, pairs, config)
     chance = (predict_tokens(model, onset_tokens, apex_tokens).argmax(1) == pairs.labels).mean()
-    train_on_tokens(model, onset_tokens, apex_tokens, pairs.labels, config)
+    losses = train_on_tokens(model, onset_tokens, apex_tokens, pairs.labels, config)
     fitted = (predict_tokens(model, onset_tokens, apex_tokens).argmax(1) == pairs.labels).mean()
     assert fitted >= 0.9 > chance
+    assert len(losses) == 60 and losses[-1] < 0.5 * losses[0]  # mean training loss of each epoch
 
 
 def test_finetune_writes_a_loadable_model(casme2_table: pd.DataFrame, tmp_path: Path) -> None:
     names = list(get_scheme(SCHEME).classes)
-    config = dataclasses.replace(FinetuneConfig(epochs=1, cache_dir=str(tmp_path / "cache")), frozen_train="head")
+    config = dataclasses.replace(FinetuneConfig(epochs=3, cache_dir=str(tmp_path / "cache")), frozen_train="head")
     out = finetune(casme2_table, config, tmp_path / "run", names, log=lambda message: None)
     saved = json.loads((out / "classes.json").read_text())
     assert saved["classes"] == names and saved["samples"] == len(casme2_table)
+    assert len(saved["train_loss"]) == 3 and all(loss > 0 for loss in saved["train_loss"])
+    assert (out / "training_loss.png").stat().st_size > 0
     from micronbert.model import load
 
     assert load(out / "model").config.num_classes == len(names)

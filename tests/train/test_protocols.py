@@ -84,6 +84,8 @@ def test_evaluation_writes_consistent_outputs(casme2_table: pd.DataFrame, tmp_pa
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["pooled"]["uf1"] == pytest.approx(result.metrics["uf1"])
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 0
+    assert not (tmp_path / "training_loss.png").exists()  # the frame difference trains without epochs
+    assert json.loads((tmp_path / "folds" / "000.json").read_text())["train_loss"] is None
     report = (tmp_path / "results.md").read_text()
     assert "| all |" in report and "| happiness |" in report
 
@@ -106,6 +108,9 @@ def test_interrupted_evaluation_resumes_at_the_next_fold(casme2_table: pd.DataFr
     assert len(calls) == 1 and second.folds_resumed == 3
     assert (tmp_path / "predictions_megc.txt").read_text() == before
     assert _same(second.metrics, first.metrics)
+    losses = [json.loads(path.read_text())["train_loss"] for path in sorted((tmp_path / "folds").glob("*.json"))]
+    assert len(losses) == 4 and all(len(loss) == 2 and all(np.isfinite(loss)) for loss in losses)
+    assert (tmp_path / "training_loss.png").stat().st_size > 0  # drawn from resumed and new folds alike
     with pytest.raises(ValueError, match="different evaluation.*config"):
         evaluate(casme2_table, "ststnet", dataclasses.replace(config, ststnet_epochs=3), tmp_path, NAMES)
 

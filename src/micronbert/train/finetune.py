@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from micronbert.data.frames import frame_path, read_frame
 from micronbert.data.table import sample_key
@@ -316,6 +318,21 @@ def _batches(count: int, batch_size: int, generator: torch.Generator) -> list[to
     return [order[start:start + batch_size] for start in range(0, count, batch_size)]
 
 
+def _train_epochs(config: FinetuneConfig, count: int, generator: torch.Generator,
+                  train_batch: Callable[[torch.Tensor], torch.Tensor], progress: bool) -> list[float]:
+    """``config.epochs`` passes over ``count`` samples in shuffled batches; ``train_batch`` takes one optimiser
+    step on a batch of positions and returns its loss. Returns the mean training loss of each epoch."""
+    losses = []
+    bar = tqdm(range(config.epochs), desc="epochs", unit="epoch", disable=not progress, file=sys.stderr)
+    for _ in bar:
+        total = torch.zeros(())
+        for batch in _batches(count, config.batch_size, generator):
+            total += train_batch(batch).float().cpu() * len(batch)
+        losses.append(float(total) / count)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+    return losses
+
+
 def _check_training_labels(labels: np.ndarray, num_classes: int) -> None:
     if len(labels) == 0:
         raise ValueError("no training samples")
@@ -324,38 +341,44 @@ def _check_training_labels(labels: np.ndarray, num_classes: int) -> None:
 
 
 def train_on_pairs(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, labels: np.ndarray,
-                   config: FinetuneConfig, mode: str = "finetune") -> MicronBERT:
-    """Train on uint8 image pairs (n, S, S, 3) for ``config.epochs`` epochs with paired augmentation."""
+                   config: FinetuneConfig, mode: str = "finetune", progress: bool = False) -> list[float]:
+    """Train on uint8 image pairs (n, S, S, 3) for ``config.epochs`` epochs with paired augmentation; returns
+    the mean training loss of each epoch."""
     _check_training_labels(labels, model.config.num_classes)
     generator = torch.Generator().manual_seed(config.seed)
     optimiser = _optimiser(model, config, mode)
     weights = class_weights(labels, model.config.num_classes) if config.class_weighted else None
     targets = torch.as_tensor(labels)
+
+    def train_batch(batch: torch.Tensor) -> torch.Tensor:
+        onset, apex = paired_augment(to_model_input(onsets[batch.numpy()]), to_model_input(apexes[batch.numpy()]),
+                                     config.augment, generator)
+        return _step(optimiser, model.recognize(onset, apex)["logits"], targets[batch], weights)
+
     model.train()
-    for _ in range(config.epochs):
-        for batch in _batches(len(labels), config.batch_size, generator):
-            onset, apex = paired_augment(to_model_input(onsets[batch.numpy()]), to_model_input(apexes[batch.numpy()]),
-                                         config.augment, generator)
-            _step(optimiser, model.recognize(onset, apex)["logits"], targets[batch], weights)
+    losses = _train_epochs(config, len(labels), generator, train_batch, progress)
     model.eval()
-    return model
+    return losses
 
 
 def train_on_tokens(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: torch.Tensor,
-                    labels: np.ndarray, config: FinetuneConfig) -> MicronBERT:
-    """``frozen`` mode: train DMA and head on cached encoder tokens (n, 1 + N, dim) for ``config.epochs``."""
+                    labels: np.ndarray, config: FinetuneConfig, progress: bool = False) -> list[float]:
+    """``frozen`` mode: train DMA and head on cached encoder tokens (n, 1 + N, dim) for ``config.epochs``;
+    returns the mean training loss of each epoch."""
     _check_training_labels(labels, model.config.num_classes)
     generator = torch.Generator().manual_seed(config.seed)
     optimiser = _optimiser(model, config, "frozen")
     weights = class_weights(labels, model.config.num_classes) if config.class_weighted else None
     targets = torch.as_tensor(labels)
+
+    def train_batch(batch: torch.Tensor) -> torch.Tensor:
+        logits = model.recognize_tokens(apex_tokens[batch].float(), onset_tokens[batch].float())["logits"]
+        return _step(optimiser, logits, targets[batch], weights)
+
     model.train()
-    for _ in range(config.epochs):
-        for batch in _batches(len(labels), config.batch_size, generator):
-            logits = model.recognize_tokens(apex_tokens[batch].float(), onset_tokens[batch].float())["logits"]
-            _step(optimiser, logits, targets[batch], weights)
+    losses = _train_epochs(config, len(labels), generator, train_batch, progress)
     model.eval()
-    return model
+    return losses
 
 
 @torch.no_grad()
@@ -373,8 +396,9 @@ def pooled_dma_features(model: MicronBERT, onset_tokens: torch.Tensor, apex_toke
 
 
 def train_head_on_features(model: MicronBERT, features: torch.Tensor, labels: np.ndarray,
-                           config: FinetuneConfig) -> MicronBERT:
-    """``frozen_train: head``: train only the recognition head on pooled DMA features for ``config.epochs``."""
+                           config: FinetuneConfig, progress: bool = False) -> list[float]:
+    """``frozen_train: head``: train only the recognition head on pooled DMA features for ``config.epochs``;
+    returns the mean training loss of each epoch."""
     _check_training_labels(labels, model.config.num_classes)
     generator = torch.Generator().manual_seed(config.seed)
     for parameter in model.parameters():
@@ -385,12 +409,14 @@ def train_head_on_features(model: MicronBERT, features: torch.Tensor, labels: np
     weights = class_weights(labels, model.config.num_classes) if config.class_weighted else None
     targets = torch.as_tensor(labels)
     head = model.head
+
+    def train_batch(batch: torch.Tensor) -> torch.Tensor:
+        return _step(optimiser, head.fc(head.dropout(head.norm(features[batch]))), targets[batch], weights)
+
     model.train()
-    for _ in range(config.epochs):
-        for batch in _batches(len(labels), config.batch_size, generator):
-            _step(optimiser, head.fc(head.dropout(head.norm(features[batch]))), targets[batch], weights)
+    losses = _train_epochs(config, len(labels), generator, train_batch, progress)
     model.eval()
-    return model
+    return losses
 
 
 @torch.no_grad()
@@ -402,11 +428,12 @@ def predict_features(model: MicronBERT, features: torch.Tensor) -> np.ndarray:
 
 
 def _step(optimiser: torch.optim.Optimizer, logits: torch.Tensor, targets: torch.Tensor,
-          weights: torch.Tensor | None) -> None:
+          weights: torch.Tensor | None) -> torch.Tensor:
     loss = F.cross_entropy(logits, targets, weight=weights)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
+    return loss.detach()
 
 
 @torch.no_grad()
@@ -448,9 +475,10 @@ def cached_pair_tokens(model: MicronBERT, pairs: PairData,
 # --------------------------------------------------------------------------------------- finetune run
 def finetune(table: pd.DataFrame, config: FinetuneConfig, out_dir: str | Path,
              class_names: Sequence[str], skip_bad: bool = False,
-             log: Callable[[str], None] = print) -> Path:
-    """Train on every labelled sample of ``table`` and write ``out_dir/model`` (checkpoint) and
-    ``out_dir/classes.json``; returns ``out_dir``."""
+             log: Callable[[str], None] = print, progress: bool = False) -> Path:
+    """Train on every labelled sample of ``table`` and write ``out_dir/model`` (checkpoint),
+    ``out_dir/classes.json`` (class names, configuration, samples used and skipped, the mean training loss of
+    each epoch) and ``out_dir/training_loss.png``; returns ``out_dir``."""
     out = Path(out_dir)
     model = build_model(config, len(class_names))
     pairs = load_pairs(table, model.config.img_size, skip_bad=skip_bad)
@@ -462,15 +490,20 @@ def finetune(table: pd.DataFrame, config: FinetuneConfig, out_dir: str | Path,
     if config.mode == "frozen":
         onset_tokens, apex_tokens, _ = cached_pair_tokens(model, pairs, config)
         if config.frozen_train == "head":
-            train_head_on_features(model, pooled_dma_features(model, onset_tokens, apex_tokens), pairs.labels,
-                                   config)
+            losses = train_head_on_features(model, pooled_dma_features(model, onset_tokens, apex_tokens),
+                                            pairs.labels, config, progress)
         else:
-            train_on_tokens(model, onset_tokens, apex_tokens, pairs.labels, config)
+            losses = train_on_tokens(model, onset_tokens, apex_tokens, pairs.labels, config, progress)
     else:
-        train_on_pairs(model, pairs.onsets, pairs.apexes, pairs.labels, config)
+        losses = train_on_pairs(model, pairs.onsets, pairs.apexes, pairs.labels, config, progress=progress)
     save(model, out / "model")
     write_json_atomically(out / "classes.json", {"classes": list(class_names), "config": config.to_dict(),
-                                                  "samples": len(pairs), "skipped": pairs.skipped})
+                                                  "samples": len(pairs), "skipped": pairs.skipped,
+                                                  "train_loss": losses})
+    from micronbert.viz import save_figure_atomically, training_loss_figure
+
+    save_figure_atomically(training_loss_figure([losses], f"fine-tuning ({config.mode}) on {len(pairs)} samples"),
+                           out / "training_loss.png")
     return out
 
 
@@ -557,8 +590,8 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 def _run_finetune(args: argparse.Namespace) -> int:
     samples, class_names = read_samples(args.table, args.dataset, args.root, args.scheme)
-    out = finetune(samples, config_from_args(args), args.out, class_names, skip_bad=args.skip_bad)
-    print(f"wrote {out / 'model'} and {out / 'classes.json'}")
+    out = finetune(samples, config_from_args(args), args.out, class_names, skip_bad=args.skip_bad, progress=True)
+    print(f"wrote {out / 'model'}, {out / 'classes.json'} and {out / 'training_loss.png'}")
     return 0
 
 
@@ -568,6 +601,6 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
                                    description="Fine-tune μ-BERT for micro-expression recognition on all samples "
                                    "of a table or dataset and save the model with its class names.")
     add_sample_arguments(parser)
-    parser.add_argument("--out", required=True, help="output folder (model/ and classes.json)")
+    parser.add_argument("--out", required=True, help="output folder (model/, classes.json, training_loss.png)")
     parser.set_defaults(run=_run_finetune)
     return parser

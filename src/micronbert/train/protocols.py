@@ -12,7 +12,9 @@ images) and ``framediff`` (frame difference + linear classifier).
 
 Outputs in ``out_dir``: ``run.json`` (what is evaluated), ``folds/NNN.json`` (written as each fold finishes;
 an interrupted run resumes at the next fold), ``predictions_megc.txt`` / ``.csv`` / ``.json``,
-``metrics.json``, ``results.md`` (results table, per class, skipped samples/folds) and ``confusion_matrix.png``.
+``metrics.json``, ``results.md`` (results table, per class, skipped samples/folds), ``confusion_matrix.png`` and,
+for the methods trained in epochs, ``training_loss.png`` (each fold's training loss per epoch and their mean;
+the values are in the fold files).
 """
 from __future__ import annotations
 
@@ -131,9 +133,14 @@ class FoldTiming:
 
 
 class Method:
-    """A recognition method: ``prepare`` once on all pairs, then ``fit_predict`` per fold."""
+    """A recognition method: ``prepare`` once on all pairs, then ``fit_predict`` per fold.
+
+    ``train_loss``: the mean training loss of each epoch of the last ``fit_predict`` (None for a method
+    trained without epochs).
+    """
 
     name = ""
+    train_loss: list[float] | None = None
 
     def __init__(self, config: FinetuneConfig, num_classes: int) -> None:
         self.config = config
@@ -181,17 +188,17 @@ class MicronBertMethod(Method):
         labels = self.pairs.labels[train]
         start = time.perf_counter()
         if self.config.mode == "frozen" and self.config.frozen_train == "head":
-            train_head_on_features(model, self.features[train], labels, self.config)
+            self.train_loss = train_head_on_features(model, self.features[train], labels, self.config)
             timing.train_s += time.perf_counter() - start
             start = time.perf_counter()
             probabilities = predict_features(model, self.features[test])
         elif self.config.mode == "frozen":
-            train_on_tokens(model, self.onset_tokens[train], self.apex_tokens[train], labels, self.config)
+            self.train_loss = train_on_tokens(model, self.onset_tokens[train], self.apex_tokens[train], labels, self.config)
             timing.train_s += time.perf_counter() - start
             start = time.perf_counter()
             probabilities = predict_tokens(model, self.onset_tokens[test], self.apex_tokens[test])
         else:
-            train_on_pairs(model, self.pairs.onsets[train], self.pairs.apexes[train], labels, self.config)
+            self.train_loss = train_on_pairs(model, self.pairs.onsets[train], self.pairs.apexes[train], labels, self.config)
             timing.train_s += time.perf_counter() - start
             start = time.perf_counter()
             probabilities = predict_pairs(model, self.pairs.onsets[test], self.pairs.apexes[test])
@@ -227,7 +234,9 @@ class STSTNetMethod(Method):
         inputs = self.inputs[train]
         start = time.perf_counter()
         network.train()
+        self.train_loss = []
         for _ in range(self.config.ststnet_epochs):
+            total, seen = 0.0, 0
             for batch in torch.randperm(len(train), generator=generator).split(self.config.batch_size):
                 if len(batch) < 2:
                     continue  # BatchNorm needs two samples
@@ -235,6 +244,8 @@ class STSTNetMethod(Method):
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
+                total, seen = total + loss.item() * len(batch), seen + len(batch)
+            self.train_loss.append(total / max(seen, 1))
         timing.train_s += time.perf_counter() - start
         start = time.perf_counter()
         network.eval()
@@ -394,7 +405,7 @@ def evaluate(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: 
     runner.prepare(pairs)
     prepare_s = time.perf_counter() - started
     clips = _clip_ids(used)
-    records, skipped_folds, timing = [], [], FoldTiming()
+    records, skipped_folds, fold_losses, timing = [], [], [], FoldTiming()
     resumed = 0
     iterator = _progress(folds, progress)
     for index, fold in enumerate(iterator):
@@ -404,6 +415,8 @@ def evaluate(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: 
             records.extend(saved["records"])
             if saved.get("skipped"):
                 skipped_folds.append((fold.name, saved["skipped"]))
+            if saved.get("train_loss"):
+                fold_losses.append(saved["train_loss"])
             resumed += 1
             continue
         problem = _fold_problem(fold, pairs.labels)
@@ -417,7 +430,10 @@ def evaluate(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: 
         probabilities = runner.fit_predict(fold.train, fold.test, timing)
         fold_records = _fold_records(used, clips, fold.test, probabilities.argmax(axis=1))
         write_json_atomically(fold_file, {"fold": fold.name, "records": fold_records, "skipped": None,
-                                          "probabilities": probabilities.round(6).tolist()})
+                                          "probabilities": probabilities.round(6).tolist(),
+                                          "train_loss": runner.train_loss})
+        if runner.train_loss:
+            fold_losses.append(runner.train_loss)
         records.extend(fold_records)
         _write_predictions(out, records)
         log(f"fold {index + 1}/{len(folds)} {fold.name}: {len(fold.test)} test samples")
@@ -429,7 +445,7 @@ def evaluate(table: pd.DataFrame, method: str, config: FinetuneConfig, out_dir: 
     result.timings = {"prepare_s": prepare_s, "train_s": timing.train_s, "predict_s": timing.predict_s,
                       "total_s": time.perf_counter() - started}
     result.details = runner.info()
-    _write_report(out, result, method, protocol, class_names)
+    _write_report(out, result, method, protocol, class_names, fold_losses)
     return result
 
 
@@ -496,7 +512,7 @@ def _finish(out: Path, records: list[dict[str, Any]], class_names: Sequence[str]
 
 
 def _write_report(out: Path, result: EvaluationResult, method: str, protocol: str,
-                  class_names: Sequence[str]) -> None:
+                  class_names: Sequence[str], fold_losses: list[list[float]]) -> None:
     write_json_atomically(out / "metrics.json", {
         "method": method, "protocol": protocol, "classes": list(class_names), "pooled": result.metrics,
         "per_dataset": result.per_dataset, "skipped_samples": result.skipped_samples,
@@ -505,6 +521,11 @@ def _write_report(out: Path, result: EvaluationResult, method: str, protocol: st
     confusion_figure(np.asarray(result.metrics["confusion_matrix"]), class_names,
                      f"{method} · {protocol}", out / "confusion_matrix.png")
     write_text_atomically(out / "results.md", results_markdown(result, method, protocol, class_names))
+    if fold_losses:
+        from micronbert.viz import save_figure_atomically, training_loss_figure
+
+        save_figure_atomically(training_loss_figure(fold_losses, f"{method} · {protocol}: training loss per fold"),
+                               out / "training_loss.png")
 
 
 def results_markdown(result: EvaluationResult, method: str, protocol: str, class_names: Sequence[str]) -> str:
