@@ -72,6 +72,7 @@ def test_verdict_compares_the_lead_with_the_largest_seed_spread():
     result = verdict(rows)
     assert result["runner_up"] == "framediff"
     assert result["lead"] == pytest.approx(0.07) and result["largest_spread"] == pytest.approx(0.10)
+    assert result["leads"] == pytest.approx({"vit-scratch": 0.17, "framediff": 0.07})
     assert result["ahead"] is False
     runs = [run for run in runs if run["method"] != "vit-scratch"]
     assert verdict(summarise(runs))["ahead"] is True  # lead 0.07 > spread 0.04
