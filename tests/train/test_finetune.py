@@ -204,7 +204,7 @@ def test_weights_with_overrides_keep_the_weights(tmp_path: Path) -> None:
         build_model(dataclasses.replace(config, model_overrides={"dim": 64, "heads": 2, "dma_heads": 1}), 3)
 
 
-def test_finetune_command_line(casme2_table: pd.DataFrame, tmp_path: Path) -> None:
+def test_finetune_command_line(casme2_table: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import argparse
 
     from micronbert.data.table import save_table
@@ -220,6 +220,9 @@ def test_finetune_command_line(casme2_table: pd.DataFrame, tmp_path: Path) -> No
                               str(config_file), "--mode", "finetune", "--weights", str(pretrained),
                               "--out", str(tmp_path / "out")])
     assert args.run(args) == 0
+    printed = capsys.readouterr()
+    assert "epochs: 100%" in printed.err and "loss=" in printed.err  # the progress bar over epochs
+    assert "training_loss.png" in printed.out
     saved = json.loads((tmp_path / "out" / "classes.json").read_text())
     assert saved["config"]["mode"] == "finetune" and saved["config"]["epochs"] == 1
     assert saved["config"]["weights"] == str(pretrained)
