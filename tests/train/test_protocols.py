@@ -125,6 +125,10 @@ def test_damaged_saved_fold_is_named_not_trusted(casme2_table: pd.DataFrame, tmp
     fold_file.write_text((tmp_path / "folds" / "002.json").read_text())
     with pytest.raises(ValueError, match="001.json: holds fold 'casme2/sub03', expected 'casme2/sub02'"):
         evaluate(casme2_table, "framediff", FinetuneConfig(), tmp_path, NAMES)
+    damaged = json.loads(saved)
+    fold_file.write_text(json.dumps({**damaged, "train_loss": "low"}))
+    with pytest.raises(ValueError, match="001.json: 'train_loss' is not a list of numbers"):
+        evaluate(casme2_table, "framediff", FinetuneConfig(), tmp_path, NAMES)
     fold_file.unlink()
     again = evaluate(casme2_table, "framediff", FinetuneConfig(), tmp_path, NAMES)
     assert again.folds_resumed == 3 and _same(again.metrics, first.metrics)

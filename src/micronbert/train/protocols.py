@@ -193,12 +193,14 @@ class MicronBertMethod(Method):
             start = time.perf_counter()
             probabilities = predict_features(model, self.features[test])
         elif self.config.mode == "frozen":
-            self.train_loss = train_on_tokens(model, self.onset_tokens[train], self.apex_tokens[train], labels, self.config)
+            self.train_loss = train_on_tokens(model, self.onset_tokens[train], self.apex_tokens[train], labels,
+                                              self.config)
             timing.train_s += time.perf_counter() - start
             start = time.perf_counter()
             probabilities = predict_tokens(model, self.onset_tokens[test], self.apex_tokens[test])
         else:
-            self.train_loss = train_on_pairs(model, self.pairs.onsets[train], self.pairs.apexes[train], labels, self.config)
+            self.train_loss = train_on_pairs(model, self.pairs.onsets[train], self.pairs.apexes[train], labels,
+                                             self.config)
             timing.train_s += time.perf_counter() - start
             start = time.perf_counter()
             probabilities = predict_pairs(model, self.pairs.onsets[test], self.pairs.apexes[test])
@@ -461,6 +463,10 @@ def _saved_fold(path: Path, fold_name: str) -> dict[str, Any]:
                          "fold again")
     if not isinstance(records, list):
         raise ValueError(f"{path}: 'records' is not a list; delete the file to compute the fold again")
+    losses = saved.get("train_loss")
+    if losses is not None and not (isinstance(losses, list) and all(
+            isinstance(value, (int, float)) and not isinstance(value, bool) for value in losses)):
+        raise ValueError(f"{path}: 'train_loss' is not a list of numbers; delete the file to compute the fold again")
     return saved
 
 
