@@ -325,9 +325,9 @@ def _train_epochs(config: FinetuneConfig, count: int, generator: torch.Generator
     losses = []
     bar = tqdm(range(config.epochs), desc="epochs", unit="epoch", disable=not progress, file=sys.stderr)
     for _ in bar:
-        total = torch.zeros(())
+        total: torch.Tensor | float = 0.0
         for batch in _batches(count, config.batch_size, generator):
-            total += train_batch(batch).float().cpu() * len(batch)
+            total = total + train_batch(batch).float() * len(batch)  # stays on the device until the epoch ends
         losses.append(float(total) / count)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     return losses
