@@ -77,6 +77,26 @@ def test_reconstruction_targets_and_normalisation():
     torch.testing.assert_close(image, frame_t, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("detach", [False, True])
+def test_detach_saliency_stops_the_reconstruction_gradient_at_the_saliency(detach, monkeypatch):
+    model = micronbert.create_model("tiny", agreement="off", detach_saliency=detach)
+    kept = {}
+
+    def saliency_keeping_grad(ref_tokens):
+        kept["saliency"] = MicronBERT.saliency(model, ref_tokens)
+        kept["saliency"].retain_grad()
+        return kept["saliency"]
+
+    monkeypatch.setattr(model, "saliency", saliency_keeping_grad)
+    out = model(*pair(), generator=torch.Generator().manual_seed(0))
+    out["rec_loss"].backward()
+    if detach:
+        assert kept["saliency"].grad is None
+    else:
+        assert kept["saliency"].grad.abs().sum() > 0
+    assert model.backbone.cls_token.grad is not None  # the encoder still trains through the features
+
+
 def test_patchify_order_and_inverse():
     model = micronbert.create_model("tiny")
     images = torch.randn(2, 3, 64, 64)

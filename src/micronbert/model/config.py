@@ -46,6 +46,9 @@ class ModelConfig:
     swap_aspect: tuple[float, float] = (0.3, 3.3)
 
     poi: str = "saliency"
+    # Pre-training: the reconstruction loss does not train the PoI saliency, only the contextual agreement
+    # shapes it (it still weights the decoder's input); see docs/FINDINGS.md §6.
+    detach_saliency: bool = False
     agreement: str = "ema-mse"
     agree_weight: float = 1.0
     crop_scale: tuple[float, float] = (0.4, 1.0)

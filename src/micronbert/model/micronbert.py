@@ -146,7 +146,8 @@ class MicronBERT(nn.Module):
 
         features, diagonal = self.dma(ref_tokens, swp_tokens)
         saliency = self.saliency(ref_tokens)
-        pred = self.decode(self.weighted(features, saliency), grid_h, grid_w)
+        decoder_weights = saliency.detach() if c.detach_saliency else saliency
+        pred = self.decode(self.weighted(features, decoder_weights), grid_h, grid_w)
         rec_loss = self.reconstruction_loss(frame_t, pred, swap_mask)
 
         if use_agreement:
