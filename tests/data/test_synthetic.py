@@ -28,6 +28,7 @@ from micronbert.data.synthetic import (
     casme2_emotion,
     jpeg_roundtrip,
     make_pair,
+    read_clip_masks,
     render_clip,
     sample_expression,
     scene_from_ground_truth,
@@ -322,8 +323,27 @@ def test_ground_truth_rebuilds_the_scene_of_each_clip(dataset):
     np.testing.assert_array_equal(cv2.imread(str(path))[..., ::-1],
                                   jpeg_roundtrip(scene.frame(clip["apex"]), truth["jpeg_quality"]))
     pair = scene.pair(clip["onset"], clip["apex"])
-    mask = cv2.imread(str(dataset.casme2_root / clip["mask"]), cv2.IMREAD_GRAYSCALE) > 0
-    np.testing.assert_array_equal(mask, pair.au_mask)
+    for column, truth_mask in (("mask", pair.au_mask), ("face_mask", pair.face_mask)):
+        mask = cv2.imread(str(dataset.casme2_root / clip[column]), cv2.IMREAD_GRAYSCALE) > 0
+        np.testing.assert_array_equal(mask, truth_mask)
+
+
+def test_read_clip_masks_gives_each_table_row_its_masks(dataset):
+    truth = json.loads(dataset.ground_truth_json.read_text())
+    table = pd.DataFrame({"subject": [f"casme2/{c['subject_folder']}" for c in truth["clips"][::-1]],
+                          "clip": [c["clip"] for c in truth["clips"][::-1]]})
+    au_masks = read_clip_masks(dataset.casme2_root, table, SMALL.size)
+    face_masks = read_clip_masks(dataset.casme2_root, table, 2 * SMALL.size, "face_mask")
+    last = scene_from_ground_truth(truth, truth["clips"][-1])
+    timing = last.timings[0]
+    pair = last.pair(timing.onset, timing.apex)
+    np.testing.assert_array_equal(au_masks[0], pair.au_mask)
+    assert face_masks[0].shape == (2 * SMALL.size,) * 2
+    np.testing.assert_array_equal(face_masks[0][::2, ::2], pair.face_mask)
+    with pytest.raises(ValueError, match="no 'eyes' column"):
+        read_clip_masks(dataset.casme2_root, table, SMALL.size, "eyes")
+    with pytest.raises(ValueError, match="no clip sub09/EP01_01"):
+        read_clip_masks(dataset.casme2_root, pd.DataFrame({"subject": ["sub09"], "clip": ["EP01_01"]}), SMALL.size)
 
 
 def test_unlabeled_videos_decode_to_the_right_frame_count_and_size(dataset):

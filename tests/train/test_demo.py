@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from micronbert.cli import main
-from micronbert.train.demo import DemoConfig, run_demo, summarise, verdict
+from micronbert.train.demo import DemoConfig, _pretrain_config, run_demo, summarise, verdict
+from micronbert.train.finetune import build_model
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,9 @@ def test_quick_demo_writes_the_whole_report(quick_demo):
     assert pretraining["steps"] == config.pretrain_steps
     assert yaml.safe_load((out / "pretrain" / "config.yaml").read_text())["optim"]["lr"] == config.pretrain_lr
     assert pretraining["reconstruction"]["copy_baseline_loss"] > 0
-    shares = pretraining["change_map_on_au_regions"]
-    assert 0 < shares["area_share"] < 1 and 0 <= shares["after"] <= 1
+    for key in ("change_map_on_au_regions", "saliency_on_face"):
+        shares = pretraining[key]
+        assert 0 < shares["area_share"] < 1 and 0 <= shares["before"] <= 1 and 0 <= shares["after"] <= 1
     report = (out / "results.md").read_text()
     assert all(f"| {method} |" in report for method in config.methods)
     assert result.verdict["compared"] and result.verdict["runner_up"] in config.methods
@@ -88,6 +90,8 @@ def test_verdict_compares_the_lead_with_the_largest_seed_spread():
     ({"amplitude": (0.05, 0.01)}, "amplitude"),
     ({"pretrain_lr": 0.0}, "pretrain_lr must lie in"),
     ({"pretrain_lr": 1e-6}, "schedule decays to"),
+    ({"model_overrides": {"dma_quer": "swapped"}}, "unknown model option"),
+    ({"finetune": {"model_overrides": {}}}, "set by the demo"),
 ])
 def test_bad_demo_settings_are_named(change, message):
     with pytest.raises(ValueError, match=message):
@@ -103,6 +107,15 @@ def test_demo_config_reads_yaml_and_names_unknown_keys(tmp_path):
     bad.write_text("subjcts: 4\n")
     with pytest.raises(ValueError, match="demo config: unknown option\\(s\\) subjcts"):
         DemoConfig.from_yaml(bad)
+
+
+def test_model_overrides_reach_pre_training_and_both_vits(tmp_path):
+    config = dataclasses.replace(DemoConfig(), model_overrides={"detach_saliency": True})
+    pretraining = _pretrain_config(tmp_path, tmp_path / "frames", config, progress=False)
+    assert pretraining.model.overrides == {"detach_saliency": True}
+    finetuning = config.finetune_config(0)
+    assert finetuning.model_overrides == {"detach_saliency": True}
+    assert build_model(finetuning, 3, pretrained=False).config.detach_saliency
 
 
 def test_cli_refuses_config_with_quick_and_a_missing_config(tmp_path, capsys):

@@ -1,9 +1,10 @@
 import numpy as np
+import pytest
 import torch
 
 from micronbert.model import create_model
-from micronbert.train.diagnostics import (change_mass_shares, mass_share, pair_maps, patch_coverage,
-                                          reconstruction_vs_copy)
+from micronbert.train.diagnostics import (mass_share, pair_maps, patch_coverage,
+                                          reconstruction_vs_copy, region_mass_shares)
 
 
 def test_patch_coverage_is_the_covered_fraction_of_each_patch():
@@ -19,7 +20,7 @@ def test_mass_share_counts_patch_coverage():
     assert mass_share(np.zeros(4), np.ones(4)) == 0.0
 
 
-def test_change_mass_shares_report_the_area_of_uniform_maps():
+def test_region_mass_shares_of_the_change_map_and_the_saliency():
     torch.manual_seed(0)
     model = create_model("tiny")
     rng = np.random.default_rng(0)
@@ -27,12 +28,16 @@ def test_change_mass_shares_report_the_area_of_uniform_maps():
     masks = [np.zeros((64, 64), bool) for _ in range(2)]
     masks[0][:32] = True
     masks[1][:16, :16] = True
-    shares = change_mass_shares(model, frames, frames, masks)
-    assert np.isclose(shares["area_share"], (0.5 + 4 / 64) / 2)
+    shares = region_mass_shares(model, frames, frames, {"top": masks, "all": [np.ones((64, 64), bool)] * 2})
+    assert np.isclose(shares["top"]["area"], (0.5 + 4 / 64) / 2)
     changes, saliency = pair_maps(model, frames, frames)
     assert changes.shape == saliency.shape == (2, 64)
-    expected = np.mean([mass_share(changes[i], patch_coverage(masks[i], 8)) for i in range(2)])
-    assert np.isclose(shares["mass_share"], expected)
+    for name, values in (("change", changes), ("saliency", saliency)):
+        expected = np.mean([mass_share(values[i], patch_coverage(masks[i], 8)) for i in range(2)])
+        assert np.isclose(shares["top"][name], expected)
+    assert shares["all"] == {"change": 1.0, "saliency": 1.0, "area": 1.0}
+    with pytest.raises(ValueError, match="2 onsets, 2 apexes and 1 top masks"):
+        region_mass_shares(model, frames, frames, {"top": masks[:1]})
 
 
 def test_copy_baseline_is_zero_for_a_still_pair_and_positive_otherwise():

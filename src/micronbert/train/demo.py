@@ -23,20 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 
 from micronbert.data.datasets import get_scheme
-from micronbert.data.frames import read_frame
 from micronbert.data.pairs import PairDataConfig, build_pair_dataset
-from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
-from micronbert.data.synthetic.writers import CASME2_DIR, GROUND_TRUTH_STEM, UNLABELED_DIR
+from micronbert.data.synthetic import SynthConfig, read_clip_masks, write_synthetic_dataset
+from micronbert.data.synthetic.writers import CASME2_DIR, UNLABELED_DIR
 from micronbert.io import (claim_folder, config_from_yaml, dataclass_from_mapping, write_json_atomically,
                            write_text_atomically)
-from micronbert.model import MicronBERT, create_model, load
-from micronbert.train.diagnostics import change_mass_shares, pair_maps, reconstruction_on_dataset
+from micronbert.model import MicronBERT, create_model, load, named_config
+from micronbert.train.diagnostics import pair_maps, reconstruction_on_dataset, region_mass_shares
 from micronbert.train.finetune import FinetuneConfig, PairData, load_pairs
 from micronbert.train.pretrain import PretrainConfig, pretrain, read_metrics
 from micronbert.train.protocols import METHODS, evaluate
@@ -51,7 +49,7 @@ FPS = 200
 DEMO_FINETUNE = {"mode": "frozen", "frozen_train": "head", "epochs": 100, "lr": 3e-3}
 PRETRAIN_MIN_LR = 1e-5  # end of the cosine schedule
 # Fields of FinetuneConfig that the demo sets itself.
-DEMO_OWNED = ("weights", "seed", "cache_dir", "model")
+DEMO_OWNED = ("weights", "seed", "cache_dir", "model", "model_overrides")
 
 
 @dataclass(frozen=True)
@@ -62,8 +60,9 @@ class DemoConfig:
     displacement ``amplitude`` (fraction of the face width), nuisances at ``nuisance_strength``, frames of
     ``size`` px; ``unlabeled_videos`` videos of ``unlabeled_frames`` frames for pre-training. Pre-training:
     ``pretrain_steps`` steps of ``pretrain_batch`` pairs, learning rate peaking at ``pretrain_lr``.
-    Recognition: ``methods`` under LOSO, each trained once per seed in ``seeds``, with ``finetune`` overriding
-    :class:`FinetuneConfig` fields. ``maps``: samples drawn.
+    ``model_overrides``: :class:`ModelConfig` fields changed on top of ``tiny``, for pre-training and for both
+    ViTs in recognition (ablations, e.g. ``{poi: "off"}``). Recognition: ``methods`` under LOSO, each trained once
+    per seed in ``seeds``, with ``finetune`` overriding :class:`FinetuneConfig` fields. ``maps``: samples drawn.
     """
 
     seed: int = 0
@@ -77,6 +76,7 @@ class DemoConfig:
     pretrain_steps: int = 1500
     pretrain_batch: int = 32
     pretrain_lr: float = 1e-3
+    model_overrides: dict[str, Any] = field(default_factory=dict)
     methods: tuple[str, ...] = ("micronbert", "vit-scratch", "ststnet", "framediff")
     seeds: tuple[int, ...] = (0, 1, 2)
     finetune: dict[str, Any] = field(default_factory=lambda: dict(DEMO_FINETUNE))
@@ -104,6 +104,7 @@ class DemoConfig:
         owned = sorted(set(self.finetune) & set(DEMO_OWNED))
         if owned:
             raise ValueError(f"finetune: {', '.join(owned)} are set by the demo itself")
+        named_config("tiny").replace(**self.model_overrides)
         self.finetune_config(0)
         self.synth_config()
 
@@ -116,8 +117,8 @@ class DemoConfig:
 
     def finetune_config(self, seed: int, weights: str | None = None, cache_dir: str | None = None) -> FinetuneConfig:
         """The recognition configuration of one training seed."""
-        return FinetuneConfig.from_dict({**self.finetune, "model": "tiny", "weights": weights, "seed": seed,
-                                         "cache_dir": cache_dir})
+        return FinetuneConfig.from_dict({**self.finetune, "model": "tiny", "model_overrides": self.model_overrides,
+                                         "weights": weights, "seed": seed, "cache_dir": cache_dir})
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -162,7 +163,7 @@ def _synthetic_data(folder: Path, config: DemoConfig) -> Path:
 def _pretrain_config(folder: Path, frames: Path, config: DemoConfig, progress: bool) -> PretrainConfig:
     steps = config.pretrain_steps
     return PretrainConfig.from_dict({
-        "model": {"name": "tiny"},
+        "model": {"name": "tiny", "overrides": config.model_overrides},
         "data": {"sources": [str(frames)], "folder_fps": FPS, "cache_dir": str(folder / "frame_cache")},
         "optim": {"lr": config.pretrain_lr, "min_lr": PRETRAIN_MIN_LR, "warmup_steps": min(50, max(1, steps // 10))},
         "train": {"steps": steps, "global_batch": config.pretrain_batch, "seed": config.seed, "device": "auto",
@@ -241,14 +242,8 @@ def _reconstruction_check(frames: Path, model: MicronBERT, config: DemoConfig, f
     return reconstruction_on_dataset(model, dataset)
 
 
-def _truth_masks(casme2_root: Path, table: pd.DataFrame, size: int) -> list[np.ndarray]:
-    truth = pd.read_csv(casme2_root / f"{GROUND_TRUTH_STEM}.csv", dtype={"clip": str, "subject_folder": str})
-    masks = {(row.subject_folder, row.clip): casme2_root / row.mask for row in truth.itertuples(index=False)}
-    result = []
-    for row in table.itertuples(index=False):
-        mask = read_frame(masks[(str(row.subject).split("/")[-1], row.clip)])[..., 0] > 127
-        result.append(cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0)
-    return result
+def _shares(before: dict, after: dict, region: str, kind: str) -> dict[str, float]:
+    return {"before": before[region][kind], "after": after[region][kind], "area_share": after[region]["area"]}
 
 
 def _map_figures(folder: Path, model: MicronBERT, table: pd.DataFrame, pairs: PairData, masks: list[np.ndarray],
@@ -317,7 +312,7 @@ def results_markdown(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
                          f"{item['largest_spread']:.3f}: {'ahead' if item['ahead'] else 'NOT ahead'} by more "
                          f"than the spread. Lead over each method: {each}.")
     rec = pretraining["reconstruction"]
-    shares = pretraining["change_map_on_au_regions"]
+    shares, face = pretraining["change_map_on_au_regions"], pretraining["saliency_on_face"]
     lines += ["", "## Pre-training", "",
               f"- {pretraining['steps']} steps of {config.pretrain_batch} pairs in {pretraining['seconds']:.0f} s.",
               f"- Reconstruction loss on 64 pairs of the videos: {rec['rec_loss']:.4f}; copying the swapped "
@@ -325,6 +320,8 @@ def results_markdown(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
               f"- Share of the DMA change map's mass on the true AU regions of the labelled (onset, apex) pairs "
               f"(they cover {shares['area_share']:.1%} of the patches): {shares['before']:.1%} with random "
               f"weights, {shares['after']:.1%} after pre-training.",
+              f"- Share of the PoI saliency's mass on the face (it covers {face['area_share']:.1%} of the patches): "
+              f"{face['before']:.1%} with random weights, {face['after']:.1%} after pre-training.",
               "", "Figures: `confusion_matrices.png`, `training_curves.png`, `maps/`.",
               "", f"Total time: {seconds:.0f} s."]
     return "\n".join(lines) + "\n"
@@ -359,17 +356,18 @@ def run_demo(out_dir: str | Path = "demo_out", config: DemoConfig | None = None,
     def report() -> dict[str, Any]:
         pretrained = load(model_dir)
         torch.manual_seed(config.seed)
-        untrained = create_model("tiny")
+        untrained = create_model("tiny", **config.model_overrides)
         pairs = load_pairs(table, pretrained.config.img_size)
-        masks = _truth_masks(data / CASME2_DIR, table.iloc[pairs.rows], pretrained.config.img_size)
-        before = change_mass_shares(untrained, pairs.onsets, pairs.apexes, masks)
-        after = change_mass_shares(pretrained, pairs.onsets, pairs.apexes, masks)
+        regions = {name: read_clip_masks(data / CASME2_DIR, table.iloc[pairs.rows], pretrained.config.img_size, column)
+                   for name, column in (("au", "mask"), ("face", "face_mask"))}
+        before = region_mass_shares(untrained, pairs.onsets, pairs.apexes, regions)
+        after = region_mass_shares(pretrained, pairs.onsets, pairs.apexes, regions)
         summary = json.loads((out / "pretrain" / "summary.json").read_text())
         rec = _reconstruction_check(frames, pretrained, config, out / "pretrain")
         pretraining = {"steps": summary["steps"], "seconds": summary["seconds"], "reconstruction": rec,
-                       "change_map_on_au_regions": {"before": before["mass_share"], "after": after["mass_share"],
-                                                    "area_share": after["area_share"]}}
-        maps = _map_figures(out / "maps", pretrained, table, pairs, masks, classes, config.maps)
+                       "change_map_on_au_regions": _shares(before, after, "au", "change"),
+                       "saliency_on_face": _shares(before, after, "face", "saliency")}
+        maps = _map_figures(out / "maps", pretrained, table, pairs, regions["au"], classes, config.maps)
         _confusion_figure(rows, classes, out / "confusion_matrices.png")
         _curves_figure(out / "pretrain", rec["copy_baseline_loss"], out / "training_curves.png")
         return {"pretraining": pretraining, "maps": maps, "samples": len(pairs)}

@@ -2,7 +2,7 @@
 the copy-the-input baseline. Used by the demo and by ``benchmarks/bench_pretrain.py``."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,16 +44,24 @@ def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_s
     return (np.concatenate(changes) if changes else empty), (np.concatenate(saliencies) if saliencies else empty)
 
 
-def change_mass_shares(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray,
-                       masks: Sequence[np.ndarray]) -> dict[str, float]:
-    """Mean share of the change map's mass on the patches of each pair's ``masks`` (boolean (S, S) at the model
-    input size), next to the share of the image those patches cover (what a uniform map would give)."""
-    if not len(masks) == len(onsets) == len(apexes):
-        raise ValueError(f"got {len(onsets)} onsets, {len(apexes)} apexes and {len(masks)} masks")
-    changes, _ = pair_maps(model, onsets, apexes)
-    coverages = [patch_coverage(np.asarray(mask, bool), model.config.patch_size) for mask in masks]
-    return {"mass_share": float(np.mean([mass_share(c, cov) for c, cov in zip(changes, coverages)])),
-            "area_share": float(np.mean([cov.mean() for cov in coverages]))}
+def region_mass_shares(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray,
+                       regions: Mapping[str, Sequence[np.ndarray]]) -> dict[str, dict[str, float]]:
+    """For each named region (one boolean (S, S) mask per pair, at the model input size): the mean share of the
+    DMA change map's mass (``change``) and of the PoI saliency's mass (``saliency``) on its patches, next to the
+    share of the image those patches cover (``area``: what a uniform map would give)."""
+    for name, masks in regions.items():
+        if not len(masks) == len(onsets) == len(apexes):
+            raise ValueError(f"got {len(onsets)} onsets, {len(apexes)} apexes and {len(masks)} {name} masks")
+    changes, saliencies = pair_maps(model, onsets, apexes)
+    shares = {}
+    for name, masks in regions.items():
+        coverages = [patch_coverage(np.asarray(mask, bool), model.config.patch_size) for mask in masks]
+        shares[name] = {
+            "change": float(np.mean([mass_share(c, cov) for c, cov in zip(changes, coverages)])),
+            "saliency": float(np.mean([mass_share(s, cov) for s, cov in zip(saliencies, coverages)])),
+            "area": float(np.mean([cov.mean() for cov in coverages])),
+        }
+    return shares
 
 
 @torch.no_grad()

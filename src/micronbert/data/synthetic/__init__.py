@@ -33,6 +33,7 @@ from .writers import (
     CODING_COLUMNS,
     CODING_SHEET,
     SyntheticDataset,
+    read_clip_masks,
     render_nuisance,
     scene_from_ground_truth,
     video_codec,
@@ -45,7 +46,7 @@ __all__ = [
     "CLASSES", "CLASS_AU_COMBINATIONS", "CODING_COLUMNS", "CODING_SHEET", "FaceLayers", "FaceModel",
     "FramePair", "FrameTiming", "HeadPose", "IBUG_ANCHORS", "MicroExpression", "NuisanceConfig", "NuisanceTrack",
     "PhotoFace", "RenderedClip", "Scene", "SynthConfig", "SyntheticDataset", "SyntheticFace", "casme2_emotion",
-    "format_action_units", "jpeg_roundtrip", "make_pair", "render_clip", "render_nuisance",
+    "format_action_units", "jpeg_roundtrip", "make_pair", "read_clip_masks", "render_clip", "render_nuisance",
     "sample_expression", "scene_from_ground_truth", "unit_displacement_field", "video_codec",
     "write_coding_sheet", "write_synthetic_dataset",
 ]

@@ -9,6 +9,7 @@ Layout written by `write_synthetic_dataset(out_dir, config)`::
         Cropped/sub01/EP01_03/reg_img57.jpg ...   frames onset..offset, absolute numbers, no padding
         synthetic_ground_truth.csv / .json        per clip: subject, clip, onset, apex, offset, AUs, classes
         synthetic_masks/sub01/EP01_03.png         AU-region mask, onset -> apex, in the onset frame
+        synthetic_masks/sub01/EP01_03_face.png    face mask (face, hair, glasses) of the onset frame
       unlabeled/
         frames/vid01/img1.jpg ...          1-based frame numbers
         videos/vid01.mp4                   decoded frame k (0-based) is img{k+1}.jpg
@@ -130,6 +131,29 @@ def scene_from_ground_truth(ground_truth: Mapping, entry: Mapping) -> Scene:
         raise ValueError(f"ground-truth entry lacks the field {error}; was it written by this version?") from None
 
 
+def read_clip_masks(casme2_root: str | os.PathLike, table: pd.DataFrame, size: int, column: str = "mask"
+                    ) -> list[np.ndarray]:
+    """Boolean (size, size) ground-truth masks of the clips in a sample table read from a synthetic CASME II tree:
+    ``column`` ``mask`` for the AU regions, ``face_mask`` for the face (both of the onset frame)."""
+    root = Path(casme2_root)
+    csv_path = root / f"{GROUND_TRUTH_STEM}.csv"
+    truth = pd.read_csv(csv_path, dtype={"clip": str, "subject_folder": str})
+    if column not in truth.columns:
+        raise ValueError(f"{csv_path} has no {column!r} column (written by an older micronbert?); write the "
+                         "synthetic data again")
+    paths = {(row["subject_folder"], row["clip"]): root / row[column] for _, row in truth.iterrows()}
+    masks = []
+    for row in table.itertuples(index=False):
+        key = (str(row.subject).split("/")[-1], str(row.clip))
+        if key not in paths:
+            raise ValueError(f"{csv_path} has no clip {key[0]}/{key[1]}")
+        mask = cv2.imread(str(paths[key]), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise ValueError(f"could not read the mask {paths[key]}")
+        masks.append(cv2.resize((mask > 127).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0)
+    return masks
+
+
 def write_coding_sheet(path: Path, rows: Sequence[Mapping]) -> None:
     """Write a CASME II coding sheet (.xlsx) with the real column names, blank-header columns included."""
     workbook = Workbook()
@@ -168,19 +192,23 @@ def _write_casme2_tree(root: Path, config: SynthConfig) -> int:
             frames = range(timing.onset, timing.offset + 1)
             _write_jpegs(clip_dir, "reg_img", frames, (scene.frame(f) for f in frames), config.jpeg_quality)
             mask_path = root / "synthetic_masks" / f"sub{subject:02d}" / f"{clip}.png"
-            _write_mask(mask_path, scene.pair(timing.onset, timing.apex).au_mask)
+            face_mask_path = mask_path.with_name(f"{clip}_face.png")
+            truth = scene.pair(timing.onset, timing.apex)
+            _write_mask(mask_path, truth.au_mask)
+            _write_mask(face_mask_path, truth.face_mask)
             entries.append({
                 "subject": subject, "subject_folder": f"sub{subject:02d}", "clip": clip,
                 "onset": timing.onset, "apex": timing.apex, "offset": timing.offset,
                 "aus": list(expression.aus), "action_units": format_action_units(expression.aus),
                 "objective_class": objective_class, "emotion": casme2_emotion(objective_class, expression.aus),
                 "amplitude": expression.amplitude, "face_seed": face_seed, "scene_seed": scene_seed,
-                "mask": mask_path.relative_to(root).as_posix(), "expressions": [expression.to_dict()],
+                "mask": mask_path.relative_to(root).as_posix(),
+                "face_mask": face_mask_path.relative_to(root).as_posix(), "expressions": [expression.to_dict()],
             })
     root.mkdir(parents=True, exist_ok=True)
     write_coding_sheet(root / CODING_SHEET, entries)
     columns = ["subject", "subject_folder", "clip", "onset", "apex", "offset", "action_units",
-               "objective_class", "emotion", "amplitude", "face_seed", "scene_seed", "mask"]
+               "objective_class", "emotion", "amplitude", "face_seed", "scene_seed", "mask", "face_mask"]
     table = pd.DataFrame([{c: e[c] for c in columns} for e in entries], columns=columns)
     _write_csv(root / f"{GROUND_TRUTH_STEM}.csv", table)
     _write_json(root / f"{GROUND_TRUTH_STEM}.json", _ground_truth_header(config, nuisance) | {"clips": entries})
