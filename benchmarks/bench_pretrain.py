@@ -8,10 +8,12 @@
 2. ``tiny`` pre-trained for a few minutes on synthetic unlabeled video (``micronbert.data.synthetic``):
    reconstruction loss against the copy-the-input baseline (predicting I_{t/s} itself), and the share of
    the DMA change map's mass inside the true AU regions and inside the moving background of held-out
-   (onset, apex) pairs, before and after pre-training, next to the area those regions cover.
+   (onset, apex) pairs, and the share of the PoI saliency's mass on the face and on the moving background,
+   before and after pre-training, next to the area those regions cover.
 
     python benchmarks/bench_pretrain.py                      # CPU: modest sizes, ~3 min of pre-training
     python benchmarks/bench_pretrain.py --au-seconds 600 --gpu-batch 256
+    python benchmarks/bench_pretrain.py --au-steps 1500 --skip-throughput --set detach_saliency=true
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,7 +36,7 @@ from common import machine_info, markdown_table, write_results  # noqa: E402
 from micronbert.data.pairs import PairDataConfig, build_pair_dataset, normalise_batch  # noqa: E402
 from micronbert.data.synthetic import SynthConfig, scene_from_ground_truth, write_synthetic_dataset  # noqa: E402
 from micronbert.model import MicronBERT, create_model, load  # noqa: E402
-from micronbert.train.diagnostics import change_mass_shares, reconstruction_on_dataset  # noqa: E402
+from micronbert.train.diagnostics import reconstruction_on_dataset, region_mass_shares  # noqa: E402
 from micronbert.train.pretrain import (DistributedContext, PretrainConfig, Pretrainer,  # noqa: E402
                                        pretrain)
 
@@ -136,12 +139,17 @@ def train_step_flops(model: MicronBERT, frame_t: torch.Tensor, frame_d: torch.Te
 
 # ------------------------------------------------------------------------------------------ what it learns
 def region_shares(model: MicronBERT, pairs: list) -> dict[str, float]:
-    """Mean share of the change map's mass on the AU regions and on the moving background, with their areas."""
+    """Mean share of the change map's and of the PoI saliency's mass on the AU regions, the moving background and
+    the face, with the share of the image each covers."""
     onsets, apexes = np.stack([p.frame_a for p in pairs]), np.stack([p.frame_b for p in pairs])
-    au = change_mass_shares(model, onsets, apexes, [p.au_mask for p in pairs])
-    background = change_mass_shares(model, onsets, apexes, [p.moving_background for p in pairs])
-    return {"au_mass_share": au["mass_share"], "au_area_share": au["area_share"],
-            "background_mass_share": background["mass_share"], "background_area_share": background["area_share"]}
+    shares = region_mass_shares(model, onsets, apexes, {
+        "au": [p.au_mask for p in pairs], "background": [p.moving_background for p in pairs],
+        "face": [p.face_mask for p in pairs]})
+    return {"au_mass_share": shares["au"]["change"], "au_area_share": shares["au"]["area"],
+            "background_mass_share": shares["background"]["change"],
+            "background_area_share": shares["background"]["area"],
+            "saliency_face_share": shares["face"]["saliency"], "face_area_share": shares["face"]["area"],
+            "saliency_background_share": shares["background"]["saliency"]}
 
 
 def event_pairs(ground_truth: dict, names: list[str]) -> list:
@@ -159,9 +167,10 @@ def evaluate(model: MicronBERT, splits: dict[str, tuple[list, object]]) -> dict[
             for name, (pairs, dataset) in splits.items()}
 
 
-def au_experiment(seconds: float, work: Path) -> dict[str, object]:
-    """Pre-train ``tiny`` for about ``seconds`` on synthetic video (10 faces: 5 as .mp4, 5 as JPEG folders)
-    and compare maps and losses before/after on those videos and on 2 held-out faces."""
+def au_experiment(seconds: float, steps: int | None, work: Path, overrides: dict[str, object]) -> dict[str, object]:
+    """Pre-train ``tiny`` (with ``overrides`` of its ModelConfig) for ``steps`` steps, or as many as fit in about
+    ``seconds``, on synthetic video (10 faces: 5 as .mp4, 5 as JPEG folders) and compare maps and losses
+    before/after on those videos and on 2 held-out faces."""
     synth = write_synthetic_dataset(work / "synthetic", SynthConfig(
         seed=0, subjects=0, unlabeled_videos=12, unlabeled_frames=300, size=64, fps=200, write_mp4=True,
         expressions_per_second=3.0))
@@ -174,63 +183,87 @@ def au_experiment(seconds: float, work: Path) -> dict[str, object]:
         dataset, _ = build_pair_dataset(PairDataConfig(sources=sources, folder_fps=200), 64, seed=99)
         splits[split] = (event_pairs(ground_truth, [Path(s).stem for s in sources]), dataset)
 
-    probe = PretrainConfig.from_dict({"model": {"name": "tiny"}, "data": data, "train": {
-        "steps": 12, "global_batch": 32, "out_dir": str(work / "probe"), "progress": False, "log_every": 2,
-        "checkpoint_every": 12, "preview_every": 12, "device": "cpu"}})
-    step_seconds = pretrain(probe)["seconds"] / 12
-    steps = max(50, int(seconds / step_seconds) // 50 * 50)
-    config = PretrainConfig.from_dict({"model": {"name": "tiny"}, "data": data,
+    model = {"name": "tiny", "overrides": overrides}
+    if steps is None:
+        probe = PretrainConfig.from_dict({"model": model, "data": data, "train": {
+            "steps": 12, "global_batch": 32, "out_dir": str(work / "probe"), "progress": False, "log_every": 2,
+            "checkpoint_every": 12, "preview_every": 12, "device": "cpu"}})
+        step_seconds = pretrain(probe)["seconds"] / 12
+        steps = max(50, int(seconds / step_seconds) // 50 * 50)
+    config = PretrainConfig.from_dict({"model": model, "data": data,
                                        "optim": {"lr": 1e-3, "min_lr": 1e-5, "warmup_steps": 50},
                                        "train": {"steps": steps, "global_batch": 32, "out_dir": str(work / "au_run"),
                                                  "log_every": 50, "checkpoint_every": steps, "preview_every": steps,
                                                  "device": "cpu", "progress": True}})
     torch.manual_seed(config.train.seed)
-    before = evaluate(create_model("tiny"), splits)
+    before = evaluate(create_model("tiny", **overrides), splits)
     summary = pretrain(config)
     after = evaluate(load(work / "au_run" / "model"), splits)
     areas = {name: {"pairs": len(pairs)} for name, (pairs, _) in splits.items()}
-    return {"steps": steps, "train_seconds": summary["seconds"], "global_batch": 32, "areas": areas,
+    return {"steps": steps, "train_seconds": summary["seconds"], "global_batch": 32, "overrides": overrides,
+            "areas": areas,
             "before": before, "after": after}
 
 
 # ------------------------------------------------------------------------------------------ report
+def model_override(value: str) -> tuple[str, object]:
+    field_name, sep, raw = value.partition("=")
+    if not sep or not field_name:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {value!r}")
+    return field_name, yaml.safe_load(raw)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--au-seconds", type=float, default=180.0, help="pre-training time of the AU experiment")
+    parser.add_argument("--au-steps", type=int, help="pre-training steps of the AU experiment (instead of a time; "
+                        "use it to compare runs)")
     parser.add_argument("--cpu-steps", type=int, default=4)
     parser.add_argument("--gpu-batch", type=int, default=256)
     parser.add_argument("--gpu-steps", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model on the GPU")
-    parser.add_argument("--skip-au", action="store_true")
+    parser.add_argument("--skip-au", action="store_true", help="only the throughput rows")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the AU experiment")
+    parser.add_argument("--set", dest="overrides", type=model_override, action="append", default=[],
+                        metavar="FIELD=VALUE", help="ModelConfig field of the AU experiment's tiny model, the value "
+                        "read as YAML, e.g. --set detach_saliency=true (repeatable)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as folder:
         work = Path(folder)
-        rows.append(throughput("tiny", 32, args.cpu_steps * 4, "cpu", args.workers, False, work))
-        rows.append(throughput("official-small", 4, args.cpu_steps, "cpu", args.workers, False, work))
-        if torch.cuda.is_available():
+        if not args.skip_throughput:
+            rows.append(throughput("tiny", 32, args.cpu_steps * 4, "cpu", args.workers, False, work))
+            rows.append(throughput("official-small", 4, args.cpu_steps, "cpu", args.workers, False, work))
+        if torch.cuda.is_available() and not args.skip_throughput:
             rows.append(throughput("official-small", args.gpu_batch, args.gpu_steps, "cuda", max(args.workers, 8),
                                    args.compile, work))
-        au = None if args.skip_au else au_experiment(args.au_seconds, work)
+        au = None if args.skip_au else au_experiment(args.au_seconds, args.au_steps, work, dict(args.overrides))
     payload = {"machine": machine_info(), "throughput": rows, "au_experiment": au}
     columns = ["model", "device", "batch", "img_size", "bf16", "workers", "data_samples_per_s",
                "model_samples_per_s", "pipeline_samples_per_s", "train_gflop_per_sample", "model_tflops",
                "model_mfu"]
-    markdown = ["# Pre-training benchmark", "", f"Machine: `{json.dumps(payload['machine'])}`", "",
-                "## Throughput (samples/s; a sample is one (I_t, I_{t+δ}) pair)", "", markdown_table(rows, columns)]
+    markdown = ["# Pre-training benchmark", "", f"Machine: `{json.dumps(payload['machine'])}`"]
+    if rows:
+        markdown += ["", "## Throughput (samples/s; a sample is one (I_t, I_{t+δ}) pair)", "",
+                     markdown_table(rows, columns)]
     if au is not None:
         table = [{"when": when, "pairs from": split, **au[when][split], **au["areas"][split]}
                  for split in au["areas"] for when in ("before", "after")]
+        changed = ", ".join(f"{k}={v}" for k, v in au["overrides"].items()) or "none"
         markdown += ["", f"## `tiny` pre-trained {au['steps']} steps ({au['train_seconds']:.0f} s, batch 32) on "
-                     "synthetic unlabeled video", "",
+                     f"synthetic unlabeled video (model overrides: {changed})", "",
                      "Change-map mass share on the true AU regions and on the moving background of the "
                      "videos' (onset, apex) pairs, next to the share of patches those regions cover (what a "
                      "uniform map would give); reconstruction loss of 64 pairs against copying I_{t/s}.", "",
                      markdown_table(table, ["when", "pairs from", "pairs", "au_mass_share", "au_area_share",
                                             "background_mass_share", "background_area_share", "rec_loss",
-                                            "copy_baseline_loss"])]
-    json_path, md_path = write_results("bench_pretrain", payload, "\n".join(markdown) + "\n")
+                                            "copy_baseline_loss"]), "",
+                     "PoI saliency mass share on the face and on the moving background, with the face's area:", "",
+                     markdown_table(table, ["when", "pairs from", "saliency_face_share", "face_area_share",
+                                            "saliency_background_share", "background_area_share"])]
+    name = "_".join(["bench_pretrain"] + [f"{k}-{v}" for k, v in args.overrides])  # runs with overrides kept apart
+    json_path, md_path = write_results(name, payload, "\n".join(markdown) + "\n")
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
 

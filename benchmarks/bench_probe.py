@@ -11,7 +11,10 @@ regression (standardised inputs) is trained per fold on each representation belo
   comparison of the same patch without the DMA's softmax over all patches;
 - ``DMA diagonal``: the per-patch attention diagonal a (heads × N values), the only path by which the apex's
   content reaches μ-BERT's recognition head besides the saliency;
-- ``head input``: the saliency-pooled DMA features the recognition head is trained on (dim values).
+- ``head input``: the saliency-pooled DMA features the recognition head is trained on (dim values);
+- ``head input, uniform pooling`` and ``head input, pooled over the true face``: the same DMA features
+  averaged over all patches, or weighted by how much of each patch the synthetic face covers (an oracle PoI),
+  to show whether where the head pools limits it.
 
 Also reported per model: the mean of the DMA diagonal a over patches and samples (1/N for a flat softmax),
 which shows how much of each patch's content the diagonal lets through to the decoder or the head.
@@ -36,10 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, markdown_table, write_results  # noqa: E402
 
 from micronbert.baselines.framediff import frame_difference_features  # noqa: E402
+from micronbert.data.synthetic import read_clip_masks  # noqa: E402
 from micronbert.data.transforms import to_model_input  # noqa: E402
 from micronbert.metrics import pooled_metrics  # noqa: E402
 from micronbert.model import MicronBERT, create_model, load  # noqa: E402
 from micronbert.train.demo import labelled_table  # noqa: E402
+from micronbert.train.diagnostics import patch_coverage  # noqa: E402
 from micronbert.train.finetune import load_pairs, pooled_dma_features  # noqa: E402
 
 
@@ -54,17 +59,22 @@ def loso_probe(features: np.ndarray, labels: np.ndarray, subjects: np.ndarray, c
 
 
 @torch.no_grad()
-def representations(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray) -> dict[str, np.ndarray]:
+def representations(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, face_cover: torch.Tensor
+                    ) -> dict[str, np.ndarray]:
+    """Each probed representation of the pairs; ``face_cover`` (n, N): the share of each patch the face covers."""
     model.eval()
     apex_tokens, onset_tokens = model.encode(to_model_input(apexes)), model.encode(to_model_input(onsets))
     apex_patches, onset_patches = apex_tokens[:, 1:], onset_tokens[:, 1:]
     difference = apex_patches - onset_patches
-    _, diagonal = model.dma(apex_tokens, onset_tokens)
+    features, diagonal = model.dma(apex_tokens, onset_tokens)
+    face_weights = face_cover / face_cover.mean(dim=1, keepdim=True).clamp_min(1e-6)
     return {"token difference": difference.flatten(1).numpy(),
             "token change per patch": difference.norm(dim=-1).numpy(),
             "token cosine per patch": torch.cosine_similarity(apex_patches, onset_patches, dim=-1).numpy(),
             "DMA diagonal": diagonal.flatten(1).numpy(),
-            "head input": pooled_dma_features(model, onset_tokens, apex_tokens).numpy()}
+            "head input": pooled_dma_features(model, onset_tokens, apex_tokens).numpy(),
+            "head input, uniform pooling": model.head.pool(features, None).numpy(),
+            "head input, pooled over the true face": model.head.pool(features, face_weights).numpy()}
 
 
 def named_weights(value: str) -> tuple[str, Path]:
@@ -93,11 +103,15 @@ def main() -> None:
     pairs = load_pairs(table, models["pre-trained"].config.img_size)
     subjects = table["subject"].to_numpy()[pairs.rows]
     classes = int(pairs.labels.max()) + 1
+    faces = read_clip_masks(demo / "data" / "CASME2", table.iloc[pairs.rows], models["pre-trained"].config.img_size,
+                            "face_mask")
+    face_cover = torch.as_tensor(np.stack([patch_coverage(face, models["pre-trained"].config.patch_size)
+                                           for face in faces]), dtype=torch.float32)
     pixel = np.stack([frame_difference_features(o, a) for o, a in zip(pairs.onsets, pairs.apexes)])
     rows = [{"features": "pixel difference", "model": "none", **loso_probe(pixel, pairs.labels, subjects, classes)}]
     gains = []
     for name, model in models.items():
-        features_of = representations(model, pairs.onsets, pairs.apexes)
+        features_of = representations(model, pairs.onsets, pairs.apexes, face_cover)
         for features, values in features_of.items():
             rows.append({"features": features, "model": name, **loso_probe(values, pairs.labels, subjects, classes)})
         gains.append({"model": name, "mean_dma_diagonal": float(features_of["DMA diagonal"].mean()),
