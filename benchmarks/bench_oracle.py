@@ -30,6 +30,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -50,13 +51,11 @@ AU_PATCH = 0.25  # a patch counts as inside the AU regions when the mask covers 
 PROBED = ("token change per patch", "token cosine per patch", "DMA diagonal", "head input")
 
 
-def labelled_pairs(casme2_root: Path, size: int, column: str = "mask"
-                   ) -> tuple[PairData, list[np.ndarray], np.ndarray]:
-    """The labelled (onset, apex) pairs of a synthetic CASME II tree, their ``column`` masks and subjects."""
+def labelled_pairs(casme2_root: Path, size: int) -> tuple[PairData, pd.DataFrame]:
+    """The labelled (onset, apex) pairs of a synthetic CASME II tree and their rows of its sample table."""
     table = labelled_table(casme2_root)
     pairs = load_pairs(table, size)
-    masks = read_clip_masks(casme2_root, table.iloc[pairs.rows], size, column)
-    return pairs, masks, table["subject"].to_numpy()[pairs.rows]
+    return pairs, table.iloc[pairs.rows]
 
 
 def change_logits(model: MicronBERT, onsets: torch.Tensor, apexes: torch.Tensor) -> torch.Tensor:
@@ -139,9 +138,12 @@ def main() -> None:
         for model in starts.values():
             model.reset_head(len(get_scheme(SCHEME).classes))  # the probes pool through the head
         size, patch = config.size, starts["pre-trained"].config.patch_size
-        sup_pairs, sup_masks, _ = labelled_pairs(work / "supervision" / "CASME2", size)
-        pairs, masks, subjects = labelled_pairs(demo / "data" / "CASME2", size)
-        faces = labelled_pairs(demo / "data" / "CASME2", size, "face_mask")[1]
+        sup_root, demo_root = work / "supervision" / "CASME2", demo / "data" / "CASME2"
+        sup_pairs, sup_rows = labelled_pairs(sup_root, size)
+        sup_masks = read_clip_masks(sup_root, sup_rows, size, "mask")
+        pairs, rows_used = labelled_pairs(demo_root, size)
+        masks, faces = (read_clip_masks(demo_root, rows_used, size, column) for column in ("mask", "face_mask"))
+        subjects = rows_used["subject"].to_numpy()
         face_cover = torch.as_tensor(np.stack([patch_coverage(face, patch) for face in faces]), dtype=torch.float32)
         rows, curves = [], {}
         for name, model in starts.items():
