@@ -90,22 +90,24 @@ def train_change_map(model: MicronBERT, pairs: PairData, masks: list[np.ndarray]
     return losses
 
 
-def recognition(model: MicronBERT, demo: Path, work: Path, name: str, config: DemoConfig) -> list[float]:
+def recognition(model: MicronBERT, table: pd.DataFrame, work: Path, name: str, config: DemoConfig) -> list[float]:
     """UF1 of the demo's μ-BERT recognition (its own fine-tuning settings) with ``model``'s weights, per seed."""
     weights = save(model, work / name / "model")
-    table = labelled_table(demo / "data" / "CASME2")
     classes = list(get_scheme(SCHEME).classes)
     return [evaluate(table, "micronbert", config.finetune_config(seed, str(weights), str(work / name / "cache")),
                      work / name / f"seed{seed}", classes).metrics["uf1"] for seed in config.seeds]
 
 
-def measure(name: str, model: MicronBERT, demo: Path, work: Path, config: DemoConfig, pairs: PairData,
-            masks: list[np.ndarray], subjects: np.ndarray, face_cover: torch.Tensor) -> dict[str, object]:
+def measure(name: str, model: MicronBERT, table: pd.DataFrame, work: Path, config: DemoConfig, pairs: PairData,
+            masks: list[np.ndarray], face_cover: torch.Tensor) -> dict[str, object]:
+    """The row of ``model``: change-map share on the AU regions, probes and recognition on the demo's pairs
+    (``table``: their rows of the sample table)."""
+    subjects = table["subject"].to_numpy()
     share = region_mass_shares(model, pairs.onsets, pairs.apexes, {"au": masks})["au"]
     features = representations(model, pairs.onsets, pairs.apexes, face_cover)
     classes = int(pairs.labels.max()) + 1
     probes = {key: loso_probe(features[key], pairs.labels, subjects, classes)["uf1"] for key in PROBED}
-    scores = recognition(model, demo, work, name, config)
+    scores = recognition(model, table, work, name, config)
     return {"model": name, "au_mass": share["change"], "au_area": share["area"], **probes,
             "recognition_uf1": float(np.mean(scores)), "recognition_min": float(np.min(scores)),
             "recognition_max": float(np.max(scores))}
@@ -143,14 +145,13 @@ def main() -> None:
         sup_masks = read_clip_masks(sup_root, sup_rows, size, "mask")
         pairs, rows_used = labelled_pairs(demo_root, size)
         masks, faces = (read_clip_masks(demo_root, rows_used, size, column) for column in ("mask", "face_mask"))
-        subjects = rows_used["subject"].to_numpy()
         face_cover = torch.as_tensor(np.stack([patch_coverage(face, patch) for face in faces]), dtype=torch.float32)
         rows, curves = [], {}
         for name, model in starts.items():
-            rows.append(measure(name, model, demo, work, config, pairs, masks, subjects, face_cover))
+            rows.append(measure(name, model, rows_used, work, config, pairs, masks, face_cover))
             losses = train_change_map(model, sup_pairs, sup_masks, args.steps, args.batch, args.lr, args.seed)
             curves[name] = {"first": losses[0], "last_50_mean": float(np.mean(losses[-50:]))}
-            rows.append(measure(f"{name} + AU supervision", model, demo, work, config, pairs, masks, subjects,
+            rows.append(measure(f"{name} + AU supervision", model, rows_used, work, config, pairs, masks,
                                 face_cover))
             print(markdown_table(rows[-2:], list(rows[-1])), flush=True)
     payload = {"machine": machine_info(), "demo": str(demo), "args": vars(args), "samples": len(pairs),
