@@ -7,9 +7,9 @@
    the GPU.
 2. ``tiny`` pre-trained for a few minutes on synthetic unlabeled video (``micronbert.data.synthetic``):
    reconstruction loss against the copy-the-input baseline (predicting I_{t/s} itself), and the share of
-   the DMA change map's mass inside the true AU regions and inside the moving background of held-out
-   (onset, apex) pairs, and the share of the PoI saliency's mass on the face and on the moving background,
-   before and after pre-training, next to the area those regions cover.
+   the mass of the DMA change map and of the relative change map inside the true AU regions and inside the
+   moving background of held-out (onset, apex) pairs, and the share of the PoI saliency's mass on the face and
+   on the moving background, before and after pre-training, next to the area those regions cover.
 
     python benchmarks/bench_pretrain.py                      # CPU: modest sizes, ~3 min of pre-training
     python benchmarks/bench_pretrain.py --au-seconds 600 --gpu-batch 256
@@ -148,6 +148,8 @@ def region_shares(model: MicronBERT, pairs: list) -> dict[str, float]:
     return {"au_mass_share": shares["au"]["change"], "au_area_share": shares["au"]["area"],
             "background_mass_share": shares["background"]["change"],
             "background_area_share": shares["background"]["area"],
+            "au_relative_mass_share": shares["au"]["relative_change"],
+            "background_relative_mass_share": shares["background"]["relative_change"],
             "saliency_face_share": shares["face"]["saliency"], "face_area_share": shares["face"]["area"],
             "saliency_background_share": shares["background"]["saliency"]}
 
@@ -259,6 +261,10 @@ def main() -> None:
                      markdown_table(table, ["when", "pairs from", "pairs", "au_mass_share", "au_area_share",
                                             "background_mass_share", "background_area_share", "rec_loss",
                                             "copy_baseline_loss"]), "",
+                     "The same for the relative change map (`MicronBERT.relative_change`: the drop of each patch's "
+                     "DMA self-match against the onset compared with itself):", "",
+                     markdown_table(table, ["when", "pairs from", "au_relative_mass_share", "au_area_share",
+                                            "background_relative_mass_share", "background_area_share"]), "",
                      "PoI saliency mass share on the face and on the moving background, with the face's area:", "",
                      markdown_table(table, ["when", "pairs from", "saliency_face_share", "face_area_share",
                                             "saliency_background_share", "background_area_share"])]

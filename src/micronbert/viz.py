@@ -48,25 +48,31 @@ def save_figure_atomically(figure: plt.Figure, path: str | Path, dpi: int = 120)
 
 def pair_maps_figure(onset: np.ndarray, apex: np.ndarray, change: np.ndarray, saliency: np.ndarray,
                      title: str = "", probabilities: Sequence[float] | None = None,
-                     class_names: Sequence[str] | None = None, truth: np.ndarray | None = None) -> plt.Figure:
-    """Onset, apex, DMA change map and PoI saliency over the apex; class probabilities as bars if given.
+                     class_names: Sequence[str] | None = None, truth: np.ndarray | None = None,
+                     relative_change: np.ndarray | None = None) -> plt.Figure:
+    """Onset, apex, DMA change map, relative change map if given, and PoI saliency over the apex; class
+    probabilities as bars if given.
 
-    ``change`` and ``saliency`` are (H, W) images (see :func:`patch_map_to_image`); ``truth``, a boolean
-    (H, W) mask of where the face really moved, is outlined in white on the change map.
+    The maps are (H, W) images (see :func:`patch_map_to_image`); ``truth``, a boolean (H, W) mask of where the
+    face really moved, is outlined in white on the change maps.
     """
-    panels = 5 if probabilities is not None else 4
+    heats = [("DMA change map", change)]
+    if relative_change is not None:
+        heats.append(("relative change map", relative_change))
+    heats.append(("PoI saliency", saliency))
+    panels = 2 + len(heats) + (probabilities is not None)
     figure, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.4))
     for axis, image, name in zip(axes, (onset, apex), ("onset", "apex")):
         axis.imshow(image)
         axis.set_title(name)
         axis.axis("off")
-    for axis, heat, name in zip(axes[2:4], (change, saliency), ("DMA change map", "PoI saliency")):
+    for axis, (name, heat) in zip(axes[2:], heats):
         axis.imshow(overlay(apex, heat))
         figure.colorbar(_heat_scale(heat), ax=axis, fraction=0.046, pad=0.02)
         axis.set_title(name)
         axis.axis("off")
-    if truth is not None:
-        axes[2].contour(truth.astype(np.float32), levels=[0.5], colors="white", linewidths=1.2)
+        if truth is not None and name != "PoI saliency":
+            axis.contour(truth.astype(np.float32), levels=[0.5], colors="white", linewidths=1.2)
     if probabilities is not None:
         _draw_probabilities(axes[-1], probabilities, class_names)
     if title:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from micronbert.model.dma import DiagonalMicroAttention, change_map, softmax_diagonal
+from micronbert.model.dma import DiagonalMicroAttention, change_map, relative_change_map, softmax_diagonal
 
 
 def naive_dma(module: DiagonalMicroAttention, reference, swapped):
@@ -64,6 +64,17 @@ def test_query_mode_changes_the_result():
 def test_change_map_is_one_minus_normalised_diagonal():
     diagonal = torch.tensor([[[0.5, 0.25, 0.5, 0.125]]])
     torch.testing.assert_close(change_map(diagonal), torch.tensor([[0.0, 0.5, 0.0, 0.75]]))
+
+
+
+def test_relative_change_map_is_the_drop_against_the_onset_with_itself_averaged_over_heads():
+    self_diagonal = torch.tensor([[[0.5, 0.2, 0.1, 0.4], [0.5, 0.2, 0.1, 0.4]]])
+    diagonal = torch.tensor([[[0.25, 0.2, 0.2, 0.1], [0.5, 0.1, 0.0, 0.1]]])
+    # head 0: 0.5, 0, max(0, -1) = 0, 0.75; head 1: 0, 0.5, 1, 0.75
+    torch.testing.assert_close(relative_change_map(diagonal, self_diagonal), torch.tensor([[0.25, 0.25, 0.5, 0.75]]))
+    torch.testing.assert_close(relative_change_map(self_diagonal, self_diagonal), torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="differ in shape"):
+        relative_change_map(diagonal, self_diagonal[:, :1])
 
 
 def test_bad_arguments():

@@ -34,11 +34,13 @@ def test_quick_demo_writes_the_whole_report(quick_demo):
     assert pretraining["steps"] == config.pretrain_steps
     assert yaml.safe_load((out / "pretrain" / "config.yaml").read_text())["optim"]["lr"] == config.pretrain_lr
     assert pretraining["reconstruction"]["copy_baseline_loss"] > 0
-    for key in ("change_map_on_au_regions", "saliency_on_face"):
+    for key in ("change_map_on_au_regions", "relative_change_map_on_au_regions", "saliency_on_face"):
         shares = pretraining[key]
         assert 0 < shares["area_share"] < 1 and 0 <= shares["before"] <= 1 and 0 <= shares["after"] <= 1
     report = (out / "results.md").read_text()
     assert all(f"| {method} |" in report for method in config.methods)
+    relative = pretraining["relative_change_map_on_au_regions"]
+    assert f"{relative['before']:.1%} and {relative['after']:.1%}" in report
     assert result.verdict["compared"] and result.verdict["runner_up"] in config.methods
 
 

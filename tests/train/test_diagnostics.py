@@ -20,24 +20,39 @@ def test_mass_share_counts_patch_coverage():
     assert mass_share(np.zeros(4), np.ones(4)) == 0.0
 
 
-def test_region_mass_shares_of_the_change_map_and_the_saliency():
+def test_region_mass_shares_of_each_map():
     torch.manual_seed(0)
     model = create_model("tiny")
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    onsets = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    apexes = onsets.copy()
+    apexes[:, 40:] = rng.integers(0, 256, (2, 24, 64, 3), dtype=np.uint8)  # only the bottom rows change
     masks = [np.zeros((64, 64), bool) for _ in range(2)]
     masks[0][:32] = True
     masks[1][:16, :16] = True
-    shares = region_mass_shares(model, frames, frames, {"top": masks, "all": [np.ones((64, 64), bool)] * 2})
+    shares = region_mass_shares(model, onsets, apexes, {"top": masks, "all": [np.ones((64, 64), bool)] * 2})
     assert np.isclose(shares["top"]["area"], (0.5 + 4 / 64) / 2)
-    changes, saliency = pair_maps(model, frames, frames)
-    assert changes.shape == saliency.shape == (2, 64)
-    for name, values in (("change", changes), ("saliency", saliency)):
+    maps = pair_maps(model, onsets, apexes)
+    assert set(maps) == {"change", "relative_change", "saliency"}
+    assert all(values.shape == (2, 64) for values in maps.values())
+    for name, values in maps.items():
         expected = np.mean([mass_share(values[i], patch_coverage(masks[i], 8)) for i in range(2)])
         assert np.isclose(shares["top"][name], expected)
-    assert shares["all"] == {"change": 1.0, "saliency": 1.0, "area": 1.0}
+    assert shares["all"] == {"change": 1.0, "relative_change": 1.0, "saliency": 1.0, "area": 1.0}
     with pytest.raises(ValueError, match="2 onsets, 2 apexes and 1 top masks"):
-        region_mass_shares(model, frames, frames, {"top": masks[:1]})
+        region_mass_shares(model, onsets, apexes, {"top": masks[:1]})
+
+
+def test_relative_change_map_is_zero_for_a_still_pair_and_marks_what_changed():
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    rng = np.random.default_rng(1)
+    onsets = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    assert np.all(pair_maps(model, onsets, onsets)["relative_change"] == 0)
+    apexes = onsets.copy()
+    apexes[0, 40:] = 255 - apexes[0, 40:]  # rows 5-7 of the 8x8 patch grid
+    relative = pair_maps(model, onsets, apexes)["relative_change"].reshape(8, 8)
+    assert relative[5:].mean() > 2 * relative[:5].mean()
 
 
 def test_copy_baseline_is_zero_for_a_still_pair_and_positive_otherwise():

@@ -17,6 +17,7 @@ from micronbert.data.datasets import get_scheme, load
 from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
 from micronbert.data.synthetic.writers import video_codec
 from micronbert.data.transforms import to_model_input
+from micronbert.model import change_map
 from micronbert.train.finetune import FinetuneConfig, finetune
 from micronbert.train.predict import (
     add_predict_parser, clips_in, load_predictor, predict_batch, predict_clip, predict_pair, read_clip,
@@ -56,6 +57,20 @@ def test_pair_gives_probabilities_and_a_picture(trained: tuple[Path, Path], tmp_
     cv2.imwrite(str(small), cv2.resize(cv2.imread(str(frames[-1])), (40, 40)))
     with pytest.raises(ValueError, match="small_1.jpg.*differ in size"):
         predict_pair(predictor, frames[0], small)
+
+
+def test_pair_maps_are_the_models_and_a_still_pair_shows_no_relative_change(trained: tuple[Path, Path]) -> None:
+    predictor = load_predictor(trained[0])
+    frames, _ = read_clip(_clip_folders(trained[1])[0])
+    maps = predictor.pair(frames[0], frames[-1])
+    with torch.no_grad():
+        out = predictor.model.recognize(to_model_input(frames[0]), to_model_input(frames[-1]))
+    np.testing.assert_allclose(maps["probabilities"], torch.softmax(out["logits"], 1)[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(maps["change"], change_map(out["dma_map"])[0].numpy(), atol=1e-6)
+    assert {key: value.shape for key, value in maps.items()} == {
+        "probabilities": (len(predictor.class_names),), "change": (64,), "relative_change": (64,), "saliency": (64,)}
+    assert maps["relative_change"].max() > 0
+    assert np.all(predictor.pair(frames[0], frames[0])["relative_change"] == 0)
 
 
 def test_clip_apex_is_the_frame_of_largest_dma_change(trained: tuple[Path, Path]) -> None:

@@ -1,7 +1,7 @@
 """The μ-BERT model: encoder, blockwise swapping, DMA, PoI, decoder, heads and checkpoint import."""
 from .checkpoint import convert_official, load, load_official_checkpoint, save
 from .config import CONFIGS, ModelConfig, named_config
-from .dma import DiagonalMicroAttention, change_map
+from .dma import DiagonalMicroAttention, change_map, relative_change_map
 from .factory import create_model, list_models
 from .heads import RecognitionHead
 from .micronbert import MicronBERT, check_frames, reconstruct_images
@@ -12,6 +12,6 @@ from .vit import VisionTransformer
 __all__ = [
     "CONFIGS", "DiagonalMicroAttention", "MicronBERT", "ModelConfig", "RecognitionHead", "VisionTransformer",
     "blockwise_swap_mask", "change_map", "check_frames", "convert_official", "create_model", "list_models",
-    "load", "load_official_checkpoint", "named_config", "poi_saliency", "reconstruct_images", "save",
-    "swap_patches",
+    "load", "load_official_checkpoint", "named_config", "poi_saliency", "reconstruct_images",
+    "relative_change_map", "save", "swap_patches",
 ]

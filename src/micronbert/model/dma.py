@@ -67,3 +67,18 @@ def change_map(diagonal: torch.Tensor) -> torch.Tensor:
     """The change map shown to users, 1 − a/max(a) per sample, averaged over heads: (B, h, N) → (B, N)."""
     peak = diagonal.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(diagonal.dtype).tiny)
     return (1.0 - diagonal / peak).mean(dim=1)
+
+
+def relative_change_map(diagonal: torch.Tensor, self_diagonal: torch.Tensor) -> torch.Tensor:
+    """How much each patch's DMA self-match drops when the apex takes the place of the onset, relative to the
+    onset compared with itself: max(0, 1 − a_i / a_i^self), averaged over heads: (B, h, N) twice → (B, N).
+
+    ``diagonal`` is the DMA diagonal of (apex, onset), ``self_diagonal`` that of (onset, onset) (see
+    :meth:`micronbert.model.MicronBERT.relative_change`). The softmax behind a_i divides each patch's self-match by
+    how well it matches every other patch, which depends on the face's content far more than on a motion of a
+    pixel or two; the ratio cancels that normalisation, so that 0 means "unchanged" for every patch.
+    """
+    if diagonal.shape != self_diagonal.shape:
+        raise ValueError(f"the diagonals differ in shape: {tuple(diagonal.shape)} and {tuple(self_diagonal.shape)}")
+    reference = self_diagonal.clamp_min(torch.finfo(self_diagonal.dtype).tiny)
+    return (1.0 - diagonal / reference).clamp_min(0.0).mean(dim=1)

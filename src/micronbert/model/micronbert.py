@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .dma import DiagonalMicroAttention
+from .dma import DiagonalMicroAttention, relative_change_map
 from .heads import RecognitionHead
 from .poi import build_agreement, build_encoder, poi_saliency
 from .swapping import blockwise_swap_mask, swap_patches
@@ -90,6 +90,15 @@ class MicronBERT(nn.Module):
     def dma(self, ref_tokens: torch.Tensor, swp_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """DMA between two outputs of :meth:`encode` → (features (B, N, dim), diagonal (B, heads, N))."""
         return self.att(ref_tokens[:, 1:], swp_tokens[:, 1:])
+
+    def relative_change(self, ref_tokens: torch.Tensor, swp_tokens: torch.Tensor,
+                        diagonal: torch.Tensor | None = None) -> torch.Tensor:
+        """Relative change map (B, N) of the reference frame against the other one (the apex against the onset):
+        :func:`~micronbert.model.dma.relative_change_map` of the DMA diagonal of the pair (``diagonal`` if already
+        computed) and that of the other frame with itself."""
+        if diagonal is None:
+            diagonal = self.dma(ref_tokens, swp_tokens)[1]
+        return relative_change_map(diagonal, self.dma(swp_tokens, swp_tokens)[1])
 
     def saliency(self, ref_tokens: torch.Tensor) -> torch.Tensor:
         """PoI saliency (B, N) of the reference frame, mean 1 per sample."""

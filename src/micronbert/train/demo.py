@@ -254,17 +254,17 @@ def _map_figures(folder: Path, model: MicronBERT, table: pd.DataFrame, pairs: Pa
     for label in range(len(classes)):
         chosen += [int(i) for i in np.flatnonzero(pairs.labels == label)[:1]]
     chosen = chosen[:count]
-    changes, saliencies = pair_maps(model, pairs.onsets[chosen], pairs.apexes[chosen])
+    maps = pair_maps(model, pairs.onsets[chosen], pairs.apexes[chosen])
     size, grid = model.config.img_size, model.config.grid_size
     paths = []
-    for index, change, saliency in zip(chosen, changes, saliencies):
+    for position, index in enumerate(chosen):
         row = table.iloc[int(pairs.rows[index])]
         name = f"{str(row['subject']).split('/')[-1]}_{row['clip']}"
-        figure = pair_maps_figure(pairs.onsets[index], pairs.apexes[index],
-                                  patch_map_to_image(change, grid, grid, size, size),
-                                  patch_map_to_image(saliency, grid, grid, size, size),
+        image = {kind: patch_map_to_image(values[position], grid, grid, size, size) for kind, values in maps.items()}
+        figure = pair_maps_figure(pairs.onsets[index], pairs.apexes[index], image["change"], image["saliency"],
                                   title=f"{name} ({classes[int(pairs.labels[index])]}): pre-trained μ-BERT; "
-                                  "true AU regions outlined", truth=masks[index])
+                                  "true AU regions outlined", truth=masks[index],
+                                  relative_change=image["relative_change"])
         paths.append(str(save_figure_atomically(figure, folder / f"{name}.png")))
     return paths
 
@@ -313,13 +313,16 @@ def results_markdown(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
                          f"than the spread. Lead over each method: {each}.")
     rec = pretraining["reconstruction"]
     shares, face = pretraining["change_map_on_au_regions"], pretraining["saliency_on_face"]
+    relative = pretraining["relative_change_map_on_au_regions"]
     lines += ["", "## Pre-training", "",
               f"- {pretraining['steps']} steps of {config.pretrain_batch} pairs in {pretraining['seconds']:.0f} s.",
               f"- Reconstruction loss on 64 pairs of the videos: {rec['rec_loss']:.4f}; copying the swapped "
               f"input gives {rec['copy_baseline_loss']:.4f}.",
               f"- Share of the DMA change map's mass on the true AU regions of the labelled (onset, apex) pairs "
               f"(they cover {shares['area_share']:.1%} of the patches): {shares['before']:.1%} with random "
-              f"weights, {shares['after']:.1%} after pre-training.",
+              f"weights, {shares['after']:.1%} after pre-training; of the relative change map (the drop of each "
+              f"patch's DMA self-match against the onset compared with itself): {relative['before']:.1%} and "
+              f"{relative['after']:.1%}.",
               f"- Share of the PoI saliency's mass on the face (it covers {face['area_share']:.1%} of the patches): "
               f"{face['before']:.1%} with random weights, {face['after']:.1%} after pre-training.",
               "", "Figures: `confusion_matrices.png`, `training_curves.png`, `maps/`.",
@@ -366,6 +369,7 @@ def run_demo(out_dir: str | Path = "demo_out", config: DemoConfig | None = None,
         rec = _reconstruction_check(frames, pretrained, config, out / "pretrain")
         pretraining = {"steps": summary["steps"], "seconds": summary["seconds"], "reconstruction": rec,
                        "change_map_on_au_regions": _shares(before, after, "au", "change"),
+                       "relative_change_map_on_au_regions": _shares(before, after, "au", "relative_change"),
                        "saliency_on_face": _shares(before, after, "face", "saliency")}
         maps = _map_figures(out / "maps", pretrained, table, pairs, regions["au"], classes, config.maps)
         _confusion_figure(rows, classes, out / "confusion_matrices.png")

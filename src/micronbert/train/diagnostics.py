@@ -25,42 +25,44 @@ def mass_share(values: np.ndarray, coverage: np.ndarray) -> float:
     return float((values * coverage).sum() / max(values.sum(), 1e-12))
 
 
+MAPS = ("change", "relative_change", "saliency")
+
+
 @torch.no_grad()
 def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 32
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Change map (1 − a/max a, heads averaged) and PoI saliency of uint8 (onset, apex) pairs, both (n, N).
+              ) -> dict[str, np.ndarray]:
+    """Per-patch maps of uint8 (onset, apex) pairs, each (n, N): ``change`` (the DMA change map 1 − a/max a,
+    heads averaged), ``relative_change`` (:meth:`MicronBERT.relative_change`) and ``saliency`` (PoI).
 
     The onset takes the I_t slot and the apex the I_{t+δ} slot, as in recognition (METHOD.md §8).
     """
     model.eval()
-    changes, saliencies = [], []
+    maps: dict[str, list[np.ndarray]] = {name: [np.zeros((0, model.config.num_patches), np.float32)] for name in MAPS}
     for start in range(0, len(onsets), batch_size):
         apex_tokens = model.encode(to_model_input(apexes[start:start + batch_size]))
         onset_tokens = model.encode(to_model_input(onsets[start:start + batch_size]))
         _, diagonal = model.dma(apex_tokens, onset_tokens)
-        changes.append(change_map(diagonal).float().numpy())
-        saliencies.append(model.saliency(apex_tokens).float().numpy())
-    empty = np.zeros((0, model.config.num_patches), np.float32)
-    return (np.concatenate(changes) if changes else empty), (np.concatenate(saliencies) if saliencies else empty)
+        maps["change"].append(change_map(diagonal).float().numpy())
+        maps["relative_change"].append(model.relative_change(apex_tokens, onset_tokens, diagonal).float().numpy())
+        maps["saliency"].append(model.saliency(apex_tokens).float().numpy())
+    return {name: np.concatenate(parts) for name, parts in maps.items()}
 
 
 def region_mass_shares(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray,
                        regions: Mapping[str, Sequence[np.ndarray]]) -> dict[str, dict[str, float]]:
     """For each named region (one boolean (S, S) mask per pair, at the model input size): the mean share of the
-    DMA change map's mass (``change``) and of the PoI saliency's mass (``saliency``) on its patches, next to the
-    share of the image those patches cover (``area``: what a uniform map would give)."""
+    mass of each map of :func:`pair_maps` (``change``, ``relative_change``, ``saliency``) on its patches, next
+    to the share of the image those patches cover (``area``: what a uniform map would give)."""
     for name, masks in regions.items():
         if not len(masks) == len(onsets) == len(apexes):
             raise ValueError(f"got {len(onsets)} onsets, {len(apexes)} apexes and {len(masks)} {name} masks")
-    changes, saliencies = pair_maps(model, onsets, apexes)
+    maps = pair_maps(model, onsets, apexes)
     shares = {}
     for name, masks in regions.items():
         coverages = [patch_coverage(np.asarray(mask, bool), model.config.patch_size) for mask in masks]
-        shares[name] = {
-            "change": float(np.mean([mass_share(c, cov) for c, cov in zip(changes, coverages)])),
-            "saliency": float(np.mean([mass_share(s, cov) for s, cov in zip(saliencies, coverages)])),
-            "area": float(np.mean([cov.mean() for cov in coverages])),
-        }
+        shares[name] = {kind: float(np.mean([mass_share(m, cov) for m, cov in zip(maps[kind], coverages)]))
+                        for kind in MAPS}
+        shares[name]["area"] = float(np.mean([cov.mean() for cov in coverages]))
     return shares
 
 

@@ -3,8 +3,8 @@
 From two images (onset, apex) or from a clip (a folder of numbered frames or a video file). For a clip the
 apex is found automatically: every frame is compared with the first (onset) frame by DMA, and the frame whose
 change is largest (lowest mean DMA self-attention, i.e. the largest mean of the change map before its
-per-frame normalisation) is taken. Each sample gets a picture (onset, apex, DMA change map and PoI saliency
-over the face, probabilities as bars) and a JSON-ready record.
+per-frame normalisation) is taken. Each sample gets a picture (onset, apex, DMA change map, relative change map
+and PoI saliency over the face, probabilities as bars) and a JSON-ready record.
 """
 from __future__ import annotations
 
@@ -56,14 +56,18 @@ class Predictor:
 
     @torch.no_grad()
     def pair(self, onset: np.ndarray, apex: np.ndarray) -> dict[str, Any]:
-        """Probabilities (classes,), DMA change map (N,) and saliency (N,) of one uint8 RGB pair."""
+        """Probabilities (classes,), DMA change map (N,), relative change map (N,) and saliency (N,) of one uint8
+        RGB pair."""
         if onset.shape != apex.shape:
             raise ValueError(f"onset and apex images differ in size: {onset.shape[:2]} vs {apex.shape[:2]}")
-        onset_in = to_model_input(resize_square(onset, self.size))
-        apex_in = to_model_input(resize_square(apex, self.size))
-        out = self.model.recognize(onset_in, apex_in)
+        tokens = self.model.encode(to_model_input(np.stack([resize_square(apex, self.size),
+                                                            resize_square(onset, self.size)])))
+        apex_tokens, onset_tokens = tokens[:1], tokens[1:]
+        out = self.model.recognize_tokens(apex_tokens, onset_tokens)
+        relative = self.model.relative_change(apex_tokens, onset_tokens, out["dma_map"])
         return {"probabilities": torch.softmax(out["logits"], dim=1)[0].numpy(),
-                "change": change_map(out["dma_map"])[0].numpy(), "saliency": out["saliency"][0].numpy()}
+                "change": change_map(out["dma_map"])[0].numpy(), "relative_change": relative[0].numpy(),
+                "saliency": out["saliency"][0].numpy()}
 
     @torch.no_grad()
     def find_apex(self, frames: Sequence[np.ndarray], batch_size: int = 16) -> tuple[int, np.ndarray]:
@@ -140,10 +144,11 @@ def _figure(predictor: Predictor, onset: np.ndarray, apex: np.ndarray, maps: dic
 
     grid = predictor.size // predictor.model.config.patch_size
     onset_small, apex_small = resize_square(onset, predictor.size), resize_square(apex, predictor.size)
-    change = patch_map_to_image(maps["change"], grid, grid, predictor.size, predictor.size)
-    saliency = patch_map_to_image(maps["saliency"], grid, grid, predictor.size, predictor.size)
-    figure = pair_maps_figure(onset_small, apex_small, change, saliency, title=title,
-                              probabilities=maps["probabilities"].tolist(), class_names=predictor.class_names)
+    image = {kind: patch_map_to_image(maps[kind], grid, grid, predictor.size, predictor.size)
+             for kind in ("change", "relative_change", "saliency")}
+    figure = pair_maps_figure(onset_small, apex_small, image["change"], image["saliency"], title=title,
+                              probabilities=maps["probabilities"].tolist(), class_names=predictor.class_names,
+                              relative_change=image["relative_change"])
     return save_figure_atomically(figure, path)
 
 
