@@ -22,7 +22,7 @@ import torch
 from micronbert.data.frames import IMAGE_EXTENSIONS, frame_number, list_frames, read_frame
 from micronbert.data.transforms import to_model_input
 from micronbert.io import read_json_mapping
-from micronbert.model import MicronBERT, change_map, load
+from micronbert.model import MicronBERT, change_map, load, relative_change_map
 from micronbert.train.finetune import resize_square
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -93,11 +93,13 @@ def apex_scores(model: MicronBERT, frames: Sequence[np.ndarray], batch_size: int
     model.eval()
     size = model.config.img_size
     onset_tokens = model.encode(to_model_input(resize_square(frames[0], size)))
+    onset_diagonal = model.dma(onset_tokens, onset_tokens)[1]
     scores = []
     for start in range(0, len(frames), batch_size):
         batch = np.stack([resize_square(frame, size) for frame in frames[start:start + batch_size]])
         tokens = model.encode(to_model_input(batch))
-        scores.append(model.relative_change(tokens, onset_tokens.expand(len(batch), -1, -1)).mean(dim=1))
+        diagonal = model.dma(tokens, onset_tokens.expand(len(batch), -1, -1))[1]
+        scores.append(relative_change_map(diagonal, onset_diagonal.expand_as(diagonal)).mean(dim=1))
     return torch.cat(scores).numpy()
 
 
