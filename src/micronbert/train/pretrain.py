@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -566,11 +567,21 @@ def pretrain(config: PretrainConfig, resume: bool = False, cropper: FaceCropper 
     device_kind = config.train.device if config.train.device != "auto" else (
         "cuda" if torch.cuda.is_available() else "cpu")
     context = init_distributed(device_kind)
-    try:
+    if context.world_size == 1:
         return Pretrainer(config, context, cropper).run(resume)
+    try:
+        summary = Pretrainer(config, context, cropper).run(resume)
+        dist.barrier()
+        return summary
     finally:
-        if context.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Destroy the process group once nothing holds it any more (DDP's reducer may sit in a reference cycle):
+    a gloo group left to the interpreter's exit, or torn down while a peer still talks to it, can abort."""
+    gc.collect()
+    dist.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------ command line
