@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 
 import av
 import cv2
@@ -225,15 +224,11 @@ def test_rendering_is_deterministic_and_frames_do_not_depend_on_the_clip():
     assert np.abs(other_seed.frames.astype(int) - first.frames).mean() > 1
 
 
-def test_render_clip_shapes_ground_truth_and_speed():
+def test_render_clip_shapes_and_ground_truth():
     face = SyntheticFace.sample(2)
     expression = _expression("positive", seed=3, onset=5)
     timing = expression.frame_timing(200)
-    render_clip(face, expression, 200, 2, 64)
-    start = time.perf_counter()
     clip = render_clip(face, expression, 200, 40, 64)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0
     assert clip.frames.shape == (40, 64, 64, 3) and clip.frames.dtype == np.uint8
     assert clip.displacement_px.shape == (40, 64, 64) and clip.moving_background.shape == (40, 64, 64)
     whole = render_clip(face, expression, 200, timing.offset + 3, 32)
