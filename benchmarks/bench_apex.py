@@ -16,7 +16,8 @@ Models: the ``tiny`` model of a finished demo (``--demo``) and the same architec
 with several seeds (``--seeds``; their mean, and the range of the share within 5 frames, are reported), since one
 initialisation can differ from another as much as pre-training changes a score.
 
-    python benchmarks/bench_apex.py --demo demo_out
+    micronbert demo --config configs/demo_paper.yaml --out demo_paper_out   # the paper's method alone
+    python benchmarks/bench_apex.py --demo demo_paper_out
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ For each model, before and after, on the demo's own labelled pairs:
 
 This is a diagnostic, not a method: the supervision uses the generator's ground truth, which no real video has.
 
-    python benchmarks/bench_oracle.py --demo demo_out
+    micronbert demo --config configs/demo_paper.yaml --out demo_paper_out   # the paper's method alone
+    python benchmarks/bench_oracle.py --demo demo_paper_out
 """
 from __future__ import annotations
 
@@ -125,6 +126,9 @@ def main() -> None:
     args = parser.parse_args()
     demo = Path(args.demo)
     config = DemoConfig.from_dict(json.loads((demo / "demo.json").read_text()))
+    if config.model_overrides.get("head", "dma") != "dma":
+        parser.error(f"{demo}'s recognition head reads the motion head, not the DMA this benchmark supervises; "
+                     "run it on a demo made with --config configs/demo_paper.yaml")
     if args.data_seed == config.seed:
         parser.error(f"--data-seed must differ from the demo's seed {config.seed} (fresh identities)")
     started = time.perf_counter()

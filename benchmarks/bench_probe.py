@@ -20,6 +20,10 @@ Also reported per model: the mean of the DMA diagonal a over patches and samples
 which shows how much of each patch's content the diagonal lets through to the decoder or the head.
 
     python benchmarks/bench_probe.py --demo demo_out
+
+The numbers in docs/FINDINGS.md §2–§7 come from a demo of the paper's method alone (``micronbert demo --config
+configs/demo_paper.yaml``); with the default demo (motion head, METHOD.md §10) the ``head input`` row is the
+centred per-patch flow the classifier reads.
     python benchmarks/bench_probe.py --demo demo_out --weights long=demo_long/pretrain/model
 """
 from __future__ import annotations
@@ -43,9 +47,10 @@ from micronbert.data.synthetic import read_clip_masks  # noqa: E402
 from micronbert.data.transforms import to_model_input  # noqa: E402
 from micronbert.metrics import pooled_metrics  # noqa: E402
 from micronbert.model import MicronBERT, create_model, load  # noqa: E402
+from micronbert.model.heads import pool_patches  # noqa: E402
 from micronbert.train.demo import labelled_table  # noqa: E402
 from micronbert.train.diagnostics import patch_coverage  # noqa: E402
-from micronbert.train.finetune import load_pairs, pooled_dma_features  # noqa: E402
+from micronbert.train.finetune import head_inputs, load_pairs  # noqa: E402
 
 
 def loso_probe(features: np.ndarray, labels: np.ndarray, subjects: np.ndarray, classes: int) -> dict[str, float]:
@@ -72,9 +77,9 @@ def representations(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, f
             "token change per patch": difference.norm(dim=-1).numpy(),
             "token cosine per patch": torch.cosine_similarity(apex_patches, onset_patches, dim=-1).numpy(),
             "DMA diagonal": diagonal.flatten(1).numpy(),
-            "head input": pooled_dma_features(model, onset_tokens, apex_tokens).numpy(),
-            "head input, uniform pooling": model.head.pool(features, None).numpy(),
-            "head input, pooled over the true face": model.head.pool(features, face_weights).numpy()}
+            "head input": head_inputs(model, onset_tokens, apex_tokens).numpy(),
+            "head input, uniform pooling": pool_patches(features).numpy(),
+            "head input, pooled over the true face": pool_patches(features, face_weights).numpy()}
 
 
 def named_weights(value: str) -> tuple[str, Path]:

@@ -125,7 +125,8 @@ def training_curves_figure(rows: Sequence[dict], title: str = "pre-training",
         raise ValueError("no metrics rows to plot (the log is empty)")
     figure, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
     panels = ((axes[0, 0], (("loss", "total loss"), ("rec_loss", "reconstruction"),
-                            ("agree_loss", "contextual agreement")), "loss", True),
+                            ("agree_loss", "contextual agreement"), ("motion_loss", "warp motion (px²)")),
+               "loss", True),
               (axes[0, 1], (("lr", "learning rate"),), "learning rate", False),
               (axes[1, 0], (("samples_per_s", "samples/s"),), "throughput (samples/s)", False),
               (axes[1, 1], (("grad_norm", "gradient norm"),), "gradient norm (before clipping)", True))

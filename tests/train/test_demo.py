@@ -1,5 +1,6 @@
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def _run(method, seed, uf1):
             "confusion_matrix": [[1, 0], [0, 1]], "seconds": 1.0}
 
 
-def test_verdict_compares_the_lead_with_the_largest_seed_spread():
+def test_verdict_compares_each_lead_with_the_seed_spreads():
     runs = [_run("micronbert", s, v) for s, v in enumerate([0.60, 0.64, 0.62])]
     runs += [_run("vit-scratch", s, v) for s, v in enumerate([0.40, 0.50, 0.45])]
     runs += [_run("framediff", s, 0.55) for s in range(3)]
@@ -77,9 +78,13 @@ def test_verdict_compares_the_lead_with_the_largest_seed_spread():
     assert result["runner_up"] == "framediff"
     assert result["lead"] == pytest.approx(0.07) and result["largest_spread"] == pytest.approx(0.10)
     assert result["leads"] == pytest.approx({"vit-scratch": 0.17, "framediff": 0.07})
-    assert result["ahead"] is False
+    assert result["margins"] == pytest.approx({"vit-scratch": 0.10, "framediff": 0.04})
+    assert result["ahead_of"] == {"vit-scratch": True, "framediff": True} and result["ahead"] is True
+    assert result["ahead_of_largest_spread"] is False  # 0.07 over framediff < vit-scratch's spread 0.10
     runs = [run for run in runs if run["method"] != "vit-scratch"]
-    assert verdict(summarise(runs))["ahead"] is True  # lead 0.07 > spread 0.04
+    assert verdict(summarise(runs))["ahead_of_largest_spread"] is True  # lead 0.07 > spread 0.04
+    close = [_run("micronbert", s, v) for s, v in enumerate([0.50, 0.60, 0.55])] + [_run("framediff", 0, 0.5)]
+    assert verdict(summarise(close))["ahead_of"] == {"framediff": False}  # lead 0.05 < μ-BERT's own spread 0.10
     assert verdict(summarise([_run("framediff", 0, 0.5)]))["compared"] is False
 
 
@@ -131,3 +136,10 @@ def test_a_damaged_demo_record_is_named(tmp_path):
     (tmp_path / "demo.json").write_text("{not json")
     with pytest.raises(ValueError, match="demo.json: not valid JSON"):
         run_demo(tmp_path, DemoConfig.quick(), progress=False)
+
+
+def test_shipped_demo_configs_are_the_defaults_and_the_paper_only_variant():
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    assert DemoConfig.from_yaml(configs / "demo.yaml") == DemoConfig()
+    assert DemoConfig().model_overrides == {"motion_weight": 1.0, "head": "motion"}
+    assert DemoConfig.from_yaml(configs / "demo_paper.yaml") == dataclasses.replace(DemoConfig(), model_overrides={})

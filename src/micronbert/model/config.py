@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ DMA_QUERIES = ("reference", "swapped")
 POI_MODES = ("saliency", "off")
 AGREEMENT_MODES = ("ema-mse", "dino", "off")
 REC_TARGETS = ("all", "swapped")
+HEADS = ("dma", "motion")
 
 
 @dataclass
@@ -68,6 +70,17 @@ class ModelConfig:
     rec_target: str = "all"
     norm_pix_loss: bool = False
 
+    # micronbert extension, not in the paper (METHOD.md §10, `micronbert.model.motion`): weight of the warp-motion
+    # pretext term in pre-training (0: off) and its warps (amplitude and shift in fractions of the image width).
+    motion_weight: float = 0.0
+    motion_amplitude: float = 3 / 64
+    motion_bumps: int = 3
+    motion_rotation_deg: float = 1.5
+    motion_shift: float = 1 / 64
+    # What the recognition head reads: "dma", the saliency-pooled DMA features (METHOD.md §8), or "motion", the
+    # per-patch flow of the motion head (METHOD.md §10).
+    head: str = "dma"
+
     num_classes: int = 0
     head_dropout: float = 0.1
     # The published checkpoint may carry an unused auxiliary classifier `fc` (dim → 1).
@@ -87,6 +100,11 @@ class ModelConfig:
         return self.grid_size**2
 
     @property
+    def has_motion_head(self) -> bool:
+        """Whether the model carries the motion head (for the pretext term or for recognition)."""
+        return self.motion_weight > 0 or self.head == "motion"
+
+    @property
     def patch_dim(self) -> int:
         return self.patch_size**2 * self.in_chans
 
@@ -96,6 +114,7 @@ class ModelConfig:
         _choice("poi", self.poi, POI_MODES)
         _choice("agreement", self.agreement, AGREEMENT_MODES)
         _choice("rec_target", self.rec_target, REC_TARGETS)
+        _choice("head", self.head, HEADS)
         for name in ("img_size", "patch_size", "in_chans", "dim", "depth", "heads", "mlp_dim", "decoder_dim",
                      "decoder_depth", "decoder_heads", "decoder_mlp_dim", "dma_heads", "swap_min_block"):
             if int(getattr(self, name)) < 1:
@@ -116,6 +135,10 @@ class ModelConfig:
                 raise ValueError(f"{name} must be an increasing pair of positive numbers, got {(low, high)}")
         if not 0.0 <= self.ema_momentum <= 1.0:
             raise ValueError(f"ema_momentum must lie in [0, 1], got {self.ema_momentum}")
+        for name in ("motion_weight", "motion_amplitude", "motion_bumps", "motion_rotation_deg", "motion_shift"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
         if self.num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
 

@@ -5,9 +5,11 @@ Pre-training, ``model(frame_t, frame_t_delta)``:
     2. one shared ViT encodes I_{t+δ}, I_{t/s} (and the agreement crops) in one batch;
     3. Diagonal Micro-Attention compares co-located patches of the two frames;
     4. the Patch-of-Interest saliency weights the DMA features;
-    5. a decoder reconstructs I_t; the contextual agreement trains the contextual token.
+    5. a decoder reconstructs I_t; the contextual agreement trains the contextual token;
+    6. optionally (``motion_weight > 0``, a micronbert extension) the motion head learns the flow of a known warp.
 Recognition, ``model.recognize(onset, apex)``: the onset takes the I_t slot and the apex the I_{t+δ} slot,
-no swapping, and a head reads the saliency-weighted DMA features.
+no swapping, and a head reads the saliency-weighted DMA features (or, with ``head="motion"``, the per-patch
+flow of the motion head).
 
 Inputs are float images (B, C, H, W), already normalised (see ``micronbert.data.transforms``).
 Parameter names follow the published checkpoint (``backbone``, ``att``, ``decoder_*``).
@@ -19,7 +21,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .dma import DiagonalMicroAttention, relative_change_map
-from .heads import RecognitionHead
+from .heads import RecognitionHead, pool_patches
+from .motion import MotionHead, centred_flow, warped_pair
 from .poi import build_agreement, build_encoder, poi_saliency
 from .swapping import blockwise_swap_mask, swap_patches
 from .vit import Block, init_vit_weights, resize_pos_table, sincos_2d
@@ -79,7 +82,11 @@ class MicronBERT(nn.Module):
         init_vit_weights(self.decoder_norm)
         init_vit_weights(self.decoder_pred)
         self.agreement = build_agreement(c, self.backbone)
-        self.head = RecognitionHead(c.dim, c.num_classes, c.head_dropout, c.ln_eps) if c.num_classes else None
+        self.motion_head = MotionHead(c.dim) if c.has_motion_head else None
+        if self.motion_head is not None:
+            init_vit_weights(self.motion_head)
+        self.head = (RecognitionHead(self.head_features, c.num_classes, c.head_dropout, c.ln_eps)
+                     if c.num_classes else None)
         self.fc = nn.Linear(c.dim, 1) if c.aux_head else None
 
     # ----------------------------------------------------------------- building blocks (public API)
@@ -99,6 +106,14 @@ class MicronBERT(nn.Module):
         if diagonal is None:
             diagonal = self.dma(ref_tokens, swp_tokens)[1]
         return relative_change_map(diagonal, self.dma(swp_tokens, swp_tokens)[1])
+
+    def motion(self, first_tokens: torch.Tensor, second_tokens: torch.Tensor) -> torch.Tensor:
+        """Per-patch optical flow (B, N, 2) in pixels from the first frame to the second, from two outputs of
+        :meth:`encode` (needs the motion head: ``motion_weight > 0`` or ``head="motion"``)."""
+        if self.motion_head is None:
+            raise ValueError("this model has no motion head: set motion_weight > 0 or head='motion' "
+                             "(METHOD.md §10)")
+        return self.motion_head(first_tokens[:, 1:], second_tokens[:, 1:])
 
     def saliency(self, ref_tokens: torch.Tensor) -> torch.Tensor:
         """PoI saliency (B, N) of the reference frame, mean 1 per sample."""
@@ -134,7 +149,8 @@ class MicronBERT(nn.Module):
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Self-supervised step on a pair (I_t, I_{t+δ}).
 
-        Returns ``loss`` (= rec_loss + λ·agree_loss), ``rec_loss``, ``agree_loss``, ``pred`` (B, N, p·p·C),
+        Returns ``loss`` (= rec_loss + λ·agree_loss + motion_weight·motion_loss), ``rec_loss``, ``agree_loss``,
+        ``motion_loss`` (0 when the pretext term is off), ``pred`` (B, N, p·p·C),
         ``swap_mask`` (B, N) bool, ``swapped`` (the corrupted I_{t/s}), ``dma_map`` (the DMA diagonal,
         (B, heads, N); :func:`micronbert.model.dma.change_map` turns it into the change map) and
         ``saliency`` (B, N).
@@ -150,8 +166,12 @@ class MicronBERT(nn.Module):
         use_agreement = self.agreement is not None and self.training
         global_views, local_views = (self.agreement.views(frame_t_delta, generator) if use_agreement
                                      else (frame_t.new_zeros(0, *frame_t.shape[1:]), None))
-        tokens = self.encode(torch.cat([frame_t_delta, swapped, global_views]))
-        ref_tokens, swp_tokens, view_tokens = tokens[:batch], tokens[batch:2 * batch], tokens[2 * batch:]
+        use_motion = c.motion_weight > 0 and self.training
+        still, moved, true_flow = (warped_pair(frame_t_delta, c, generator) if use_motion
+                                   else (frame_t[:0], frame_t[:0], None))
+        tokens = self.encode(torch.cat([frame_t_delta, swapped, global_views, still, moved]))
+        ref_tokens, swp_tokens = tokens[:batch], tokens[batch:2 * batch]
+        view_tokens = tokens[2 * batch:2 * batch + global_views.shape[0]]
 
         features, diagonal = self.dma(ref_tokens, swp_tokens)
         saliency = self.saliency(ref_tokens)
@@ -164,8 +184,14 @@ class MicronBERT(nn.Module):
             agree_loss = self.agreement.loss(frame_t_delta, view_tokens[:, 0], local_ct, global_views)
         else:
             agree_loss = torch.zeros((), device=frame_t.device)
-        loss = rec_loss + c.agree_weight * agree_loss
-        return {"loss": loss, "rec_loss": rec_loss, "agree_loss": agree_loss, "pred": pred,
+        if use_motion:
+            warp_tokens = tokens[2 * batch + global_views.shape[0]:]
+            flow = self.motion(warp_tokens[:batch], warp_tokens[batch:])
+            motion_loss = (flow.float() - true_flow).pow(2).sum(-1).mean()
+        else:
+            motion_loss = torch.zeros((), device=frame_t.device)
+        loss = rec_loss + c.agree_weight * agree_loss + c.motion_weight * motion_loss
+        return {"loss": loss, "rec_loss": rec_loss, "agree_loss": agree_loss, "motion_loss": motion_loss, "pred": pred,
                 "swap_mask": swap_mask, "swapped": swapped, "dma_map": diagonal, "saliency": saliency}
 
     def reconstruction_loss(self, frame_t: torch.Tensor, pred: torch.Tensor,
@@ -188,12 +214,30 @@ class MicronBERT(nn.Module):
                                           else momentum)
 
     # ------------------------------------------------------------------------------ recognition
+    @property
+    def head_features(self) -> int:
+        """Width of :meth:`head_input`: dim for the DMA head, 2·N for the motion head."""
+        return 2 * self.config.num_patches if self.config.head == "motion" else self.config.dim
+
     def reset_head(self, num_classes: int, dropout: float | None = None) -> None:
         """Attach a fresh recognition head for ``num_classes`` classes (e.g. after pre-training)."""
         dropout = self.config.head_dropout if dropout is None else dropout
         self.config = self.config.replace(num_classes=num_classes, head_dropout=dropout)
         device = self.decoder_pred.weight.device
-        self.head = RecognitionHead(self.config.dim, num_classes, dropout, self.config.ln_eps).to(device)
+        self.head = RecognitionHead(self.head_features, num_classes, dropout, self.config.ln_eps).to(device)
+
+    def head_input(self, apex_tokens: torch.Tensor, onset_tokens: torch.Tensor,
+                   features: torch.Tensor | None = None, saliency: torch.Tensor | None = None) -> torch.Tensor:
+        """What the recognition head reads (B, :attr:`head_features`), from encoder outputs: the saliency-pooled
+        DMA features (``head="dma"``; ``features`` and ``saliency`` if already computed), or the onset→apex flow
+        per patch with its median over the patches removed (``head="motion"``)."""
+        if self.config.head == "motion":
+            return centred_flow(self.motion(onset_tokens, apex_tokens)).flatten(1)
+        if features is None:
+            features = self.dma(apex_tokens, onset_tokens)[0]
+        if self.config.poi != "saliency":
+            return pool_patches(features)
+        return pool_patches(features, self.saliency(apex_tokens) if saliency is None else saliency)
 
     def recognize(self, onset: torch.Tensor, apex: torch.Tensor) -> dict[str, torch.Tensor]:
         """Classify (onset, apex) pairs: ``logits`` (B, classes), ``dma_map`` (B, heads, N),
@@ -210,8 +254,8 @@ class MicronBERT(nn.Module):
                              "or call reset_head(K)")
         features, diagonal = self.dma(apex_tokens, onset_tokens)
         saliency = self.saliency(apex_tokens)
-        pool_weights = saliency if self.config.poi == "saliency" else None
-        return {"logits": self.head(features, pool_weights), "dma_map": diagonal, "saliency": saliency,
+        logits = self.head(self.head_input(apex_tokens, onset_tokens, features, saliency))
+        return {"logits": logits, "dma_map": diagonal, "saliency": saliency,
                 "features": self.weighted(features, saliency)}
 
     def trainable_parameters(self) -> int:

@@ -6,7 +6,8 @@ Onset in the I_t slot, apex in the I_{t+δ} slot, the S-weighted DMA head, class
   training pair gets one random crop, flip and small affine, applied identically to both frames.
 - ``frozen`` mode: encoder tokens are computed once per frame and cached on disk
   (:class:`micronbert.train.token_cache.TokenCache`); only DMA and head train (PoI has no parameters), or,
-  with ``frozen_train: head``, only the head on saliency-pooled DMA features computed once. The frames are
+  with ``frozen_train: head``, only the head on its inputs (saliency-pooled DMA features, or the motion head's flow
+  with ``head: motion``) computed once. The frames are
   seen un-augmented, since the encoder never runs again.
 
 The training budget is fixed (``epochs``); nothing is chosen on held-out data.
@@ -294,8 +295,10 @@ def _with_overrides(model: MicronBERT, overrides: dict[str, Any], source: str) -
 
 
 def trainable_modules(model: MicronBERT, mode: str) -> dict[str, list[torch.nn.Parameter]]:
-    """Parameter groups that train in ``mode``: ``encoder`` (finetune only) and ``rest`` (DMA + head)."""
-    rest = list(model.att.parameters()) + list(model.head.parameters())
+    """Parameter groups that train in ``mode``: ``encoder`` (finetune only) and ``rest`` (DMA, motion head if
+    any, recognition head)."""
+    comparison = [model.att] + ([model.motion_head] if model.motion_head is not None else [])
+    rest = [p for module in [*comparison, model.head] for p in module.parameters()]
     encoder = list(model.backbone.parameters()) if mode == "finetune" else []
     return {"encoder": encoder, "rest": rest}
 
@@ -382,22 +385,20 @@ def train_on_tokens(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: 
 
 
 @torch.no_grad()
-def pooled_dma_features(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: torch.Tensor,
-                        batch_size: int = 64) -> torch.Tensor:
-    """The head's input before LN (saliency-pooled DMA features, (n, dim)) with the model's current DMA."""
+def head_inputs(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: torch.Tensor,
+                batch_size: int = 64) -> torch.Tensor:
+    """What the recognition head reads before its LN (:meth:`MicronBERT.head_input`, (n, features)), computed
+    once from cached tokens with the model's current DMA or motion head."""
     model.eval()
-    chunks = []
-    for start in range(0, len(onset_tokens), batch_size):
-        apex = apex_tokens[start:start + batch_size].float()
-        features, _ = model.dma(apex, onset_tokens[start:start + batch_size].float())
-        saliency = model.saliency(apex) if model.config.poi == "saliency" else None
-        chunks.append(model.head.pool(features, saliency))
-    return torch.cat(chunks) if chunks else torch.zeros(0, model.config.dim)
+    chunks = [model.head_input(apex_tokens[start:start + batch_size].float(),
+                               onset_tokens[start:start + batch_size].float())
+              for start in range(0, len(onset_tokens), batch_size)]
+    return torch.cat(chunks) if chunks else torch.zeros(0, model.head_features)
 
 
 def train_head_on_features(model: MicronBERT, features: torch.Tensor, labels: np.ndarray,
                            config: FinetuneConfig, progress: bool = False) -> list[float]:
-    """``frozen_train: head``: train only the recognition head on pooled DMA features for ``config.epochs``;
+    """``frozen_train: head``: train only the recognition head on precomputed head inputs for ``config.epochs``;
     returns the mean training loss of each epoch."""
     _check_training_labels(labels, model.config.num_classes)
     generator = torch.Generator().manual_seed(config.seed)
@@ -411,7 +412,7 @@ def train_head_on_features(model: MicronBERT, features: torch.Tensor, labels: np
     head = model.head
 
     def train_batch(batch: torch.Tensor) -> torch.Tensor:
-        return _step(optimiser, head.fc(head.dropout(head.norm(features[batch]))), targets[batch], weights)
+        return _step(optimiser, head(features[batch]), targets[batch], weights)
 
     model.train()
     losses = _train_epochs(config, len(labels), generator, train_batch, progress)
@@ -421,10 +422,9 @@ def train_head_on_features(model: MicronBERT, features: torch.Tensor, labels: np
 
 @torch.no_grad()
 def predict_features(model: MicronBERT, features: torch.Tensor) -> np.ndarray:
-    """Class probabilities (n, classes) from pooled DMA features."""
+    """Class probabilities (n, classes) from precomputed head inputs (:func:`head_inputs`)."""
     model.eval()
-    head = model.head
-    return torch.softmax(head.fc(head.norm(features)), dim=1).numpy()
+    return torch.softmax(model.head(features), dim=1).numpy()
 
 
 def _step(optimiser: torch.optim.Optimizer, logits: torch.Tensor, targets: torch.Tensor,
@@ -490,7 +490,7 @@ def finetune(table: pd.DataFrame, config: FinetuneConfig, out_dir: str | Path,
     if config.mode == "frozen":
         onset_tokens, apex_tokens, _ = cached_pair_tokens(model, pairs, config)
         if config.frozen_train == "head":
-            losses = train_head_on_features(model, pooled_dma_features(model, onset_tokens, apex_tokens),
+            losses = train_head_on_features(model, head_inputs(model, onset_tokens, apex_tokens),
                                             pairs.labels, config, progress)
         else:
             losses = train_on_tokens(model, onset_tokens, apex_tokens, pairs.labels, config, progress)

@@ -155,6 +155,7 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+LOSS_KEYS = ("loss", "rec_loss", "agree_loss", "motion_loss")  # summed per step, logged as interval means
 SECTIONS = {"model": ModelSection, "data": PairDataConfig, "optim": OptimSection, "train": TrainSection}
 
 
@@ -383,8 +384,10 @@ class Pretrainer:
         self.step, self.best_loss = 0, math.inf
         self.forward_module: torch.nn.Module = self.model
         if context.world_size > 1:
+            idle_motion_head = self.model.motion_head is not None and self.model.config.motion_weight == 0
             self.forward_module = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=idle_motion_head)
         if self.train.compile:
             self.forward_module = torch.compile(self.forward_module)
 
@@ -447,11 +450,11 @@ class Pretrainer:
 
     def train_step(self, frame_t: torch.Tensor, frame_d: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """One optimiser step on this process's share of a global batch; returns the summed chunk losses
-        (loss, rec_loss, agree_loss) and the last chunk's outputs."""
+        (loss, rec_loss, agree_loss, motion_loss) and the last chunk's outputs."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, self.config.optim, self.train.steps)
         accum = self.train.accum_steps
-        losses = torch.zeros(3, device=self.device)
+        losses = torch.zeros(len(LOSS_KEYS), device=self.device)
         autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
                                   enabled=self.train.bf16 and self.device.type == "cuda")
         for chunk, (part_t, part_d) in enumerate(zip(frame_t.chunk(accum), frame_d.chunk(accum))):
@@ -460,7 +463,7 @@ class Pretrainer:
             with (nullcontext() if sync else self.forward_module.no_sync()), autocast:
                 out = self.forward_module(part_t, part_d, generator=generator)
                 (out["loss"] / accum).backward()
-            losses += torch.stack([out["loss"], out["rec_loss"], out["agree_loss"]]).detach().float()
+            losses += torch.stack([out[key] for key in LOSS_KEYS]).detach().float()
         max_norm = self.config.optim.clip_grad if self.config.optim.clip_grad > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         self.optimizer.step()
@@ -472,7 +475,7 @@ class Pretrainer:
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train to ``train.steps`` (from the last checkpoint when ``resume``) and return the summary."""
         self._prepare_outputs(resume)
-        interval, interval_steps, checkpoint_losses = torch.zeros(4, device=self.device), 0, []
+        interval, interval_steps, checkpoint_losses = torch.zeros(len(LOSS_KEYS) + 1, device=self.device), 0, []
         clock, samples_since = time.perf_counter(), 0
         started = clock
         bar = tqdm(total=self.train.steps, initial=self.step, unit="step", dynamic_ncols=True,
@@ -522,10 +525,10 @@ class Pretrainer:
         if self.context.world_size > 1:
             dist.all_reduce(totals)
         chunks = steps * self.train.accum_steps * self.context.world_size
-        loss, rec, agree = (totals[:3] / chunks).tolist()
+        losses = dict(zip(LOSS_KEYS, (totals[:len(LOSS_KEYS)] / chunks).tolist()))
         row = {"step": self.step, "epoch": self.step // self.sampler.batches_per_epoch,
-               "lr": self.optimizer.param_groups[0]["lr"], "loss": loss, "rec_loss": rec, "agree_loss": agree,
-               "grad_norm": float(totals[3]) / (steps * self.context.world_size),
+               "lr": self.optimizer.param_groups[0]["lr"], **losses,
+               "grad_norm": float(totals[len(LOSS_KEYS)]) / (steps * self.context.world_size),
                "samples_per_s": samples_per_s, "elapsed_s": elapsed}
         if self.context.is_main:
             with self.metrics_path.open("a") as handle:

@@ -36,7 +36,7 @@ from micronbert.baselines import FrameDifferenceClassifier, FrameDifferenceConfi
 from micronbert.data.flow import flow_features
 from micronbert.train.finetune import (
     FinetuneConfig, PairData, add_sample_arguments, build_model, cached_pair_tokens, class_weights,
-    config_from_args, load_pairs, pooled_dma_features, predict_features, predict_pairs, predict_tokens,
+    config_from_args, load_pairs, head_inputs, predict_features, predict_pairs, predict_tokens,
     read_samples, train_head_on_features, train_on_pairs, train_on_tokens,
 )
 from micronbert.io import claim_folder, read_json_mapping, write_json_atomically, write_text_atomically
@@ -174,7 +174,7 @@ class MicronBertMethod(Method):
             self.onset_tokens, self.apex_tokens, self.cache_stats = cached_pair_tokens(self.initial, pairs,
                                                                                        self.config)
             if self.config.frozen_train == "head":
-                self.features = pooled_dma_features(self.initial, self.onset_tokens, self.apex_tokens)
+                self.features = head_inputs(self.initial, self.onset_tokens, self.apex_tokens)
 
     def info(self) -> dict[str, Any]:
         if self.cache_stats is None:
