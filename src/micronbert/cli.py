@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole pipeline on built-in synthetic data, with a report",
                                description="Generate a synthetic labelled dataset and unlabeled video, pre-train "
                                "the tiny model, run leave-one-subject-out for pre-trained μ-BERT, the same network "
-                               "untrained, STSTNet and the frame difference (several seeds each), and write a "
-                               "report folder: results table, confusion matrices, training curves, DMA/PoI maps. "
+                               "untrained, STSTNet, the frame difference and the flow grid (several seeds each), "
+                               "and write a report folder: results table and whether μ-BERT leads the untrained "
+                               "network and the frame difference, confusion matrices, training curves, DMA/PoI maps. "
                                "Re-running with the same --out reuses finished stages.")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     demo.add_argument("--config", help="YAML demo configuration (fields of micronbert.train.demo.DemoConfig)")

@@ -77,6 +77,19 @@ def test_reconstruction_targets_and_normalisation():
     torch.testing.assert_close(image, frame_t, atol=1e-4, rtol=1e-4)
 
 
+def test_residual_decoder_starts_from_the_copy_and_learns_the_change():
+    frame_t, frame_d = pair()
+    model = micronbert.create_model("tiny", agreement="off", decoder_residual=True)
+    out = model(frame_t, frame_d, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out["pred"], model.patchify(out["swapped"]))  # zero last layer: the copy
+    copy = model.reconstruction_loss(frame_t, model.patchify(out["swapped"]), out["swap_mask"])
+    torch.testing.assert_close(out["rec_loss"], copy)
+    out["rec_loss"].backward()
+    assert model.decoder_pred.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="decoder_residual needs norm_pix_loss off"):
+        ModelConfig(decoder_residual=True, norm_pix_loss=True)
+
+
 @pytest.mark.parametrize("detach", [False, True])
 def test_detach_saliency_stops_the_reconstruction_gradient_at_the_saliency(detach, monkeypatch):
     model = micronbert.create_model("tiny", agreement="off", detach_saliency=detach)

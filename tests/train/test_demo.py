@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from micronbert.cli import main
-from micronbert.train.demo import DemoConfig, _pretrain_config, run_demo, summarise, verdict
+from micronbert.train.demo import DemoConfig, _pretrain_config, _verdict_line, run_demo, summarise, verdict
 from micronbert.train.finetune import build_model
 
 
@@ -42,7 +42,8 @@ def test_quick_demo_writes_the_whole_report(quick_demo):
     assert all(f"| {method} |" in report for method in config.methods)
     relative = pretraining["relative_change_map_on_au_regions"]
     assert f"{relative['before']:.1%} and {relative['after']:.1%}" in report
-    assert result.verdict["compared"] and result.verdict["runner_up"] in config.methods
+    assert result.verdict["compared"] and result.verdict["runner_up"] in config.claim_against
+    assert set(result.verdict["leads"]) == set(config.methods) - {"micronbert"}
 
 
 def test_rerun_reuses_every_stage_and_the_cli_prints_the_table(quick_demo, capsys):
@@ -88,9 +89,27 @@ def test_verdict_compares_each_lead_with_the_seed_spreads():
     assert verdict(summarise([_run("framediff", 0, 0.5)]))["compared"] is False
 
 
+def test_verdict_claims_only_against_the_named_methods_and_reports_the_others():
+    runs = [_run("micronbert", s, v) for s, v in enumerate([0.48, 0.50, 0.49])]
+    runs += [_run("framediff", s, 0.40) for s in range(3)] + [_run("flowgrid", s, 0.70) for s in range(3)]
+    rows = summarise(runs)
+    everything = verdict(rows)
+    assert everything["ahead"] is False and everything["runner_up"] == "flowgrid"
+    claim = verdict(rows, against=["framediff"])
+    assert claim["ahead"] is True and claim["against"] == ["framediff"] and claim["runner_up"] == "framediff"
+    assert claim["ahead_of"] == {"framediff": True, "flowgrid": False}
+    assert claim["leads"]["flowgrid"] == pytest.approx(-0.21)
+    assert claim["largest_spread"] == pytest.approx(0.02) and claim["ahead_of_largest_spread"] is True
+    line = _verdict_line(claim)
+    assert "ahead of framediff (the demo's claim)" in line and "flowgrid -0.210 against 0.020 (NOT ahead)" in line
+    assert verdict(rows, against=["ststnet"])["compared"] is False
+
+
 @pytest.mark.parametrize("change, message", [
     ({"methods": ("micronbert", "svm")}, "methods must be"),
     ({"seeds": (1, 1)}, "seeds must be distinct"),
+    ({"claim_against": ("ststnet", "svm")}, "claim_against must name"),
+    ({"claim_against": ("micronbert",)}, "claim_against must name"),
     ({"subjects": 1}, "at least 2 subjects"),
     ({"finetune": {"weights": "x"}}, "set by the demo"),
     ({"finetune": {"epochs": 0}}, "epochs must be a positive integer"),
@@ -141,5 +160,5 @@ def test_a_damaged_demo_record_is_named(tmp_path):
 def test_shipped_demo_configs_are_the_defaults_and_the_paper_only_variant():
     configs = Path(__file__).resolve().parents[2] / "configs"
     assert DemoConfig.from_yaml(configs / "demo.yaml") == DemoConfig()
-    assert DemoConfig().model_overrides == {"motion_weight": 1.0, "head": "motion"}
+    assert DemoConfig().model_overrides == {"motion_weight": 1.0, "head": "motion", "decoder_residual": True}
     assert DemoConfig.from_yaml(configs / "demo_paper.yaml") == dataclasses.replace(DemoConfig(), model_overrides={})

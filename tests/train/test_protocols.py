@@ -72,8 +72,9 @@ def test_subject_leak_is_refused() -> None:
         assert_subject_disjoint(table, Fold("bad", np.array([0, 1, 3]), np.array([2])))
 
 
-def test_evaluation_writes_consistent_outputs(casme2_table: pd.DataFrame, tmp_path: Path) -> None:
-    result = evaluate(casme2_table, "framediff", FinetuneConfig(), tmp_path, NAMES)
+@pytest.mark.parametrize("method", ["framediff", "flowgrid"])
+def test_evaluation_writes_consistent_outputs(method: str, casme2_table: pd.DataFrame, tmp_path: Path) -> None:
+    result = evaluate(casme2_table, method, FinetuneConfig(), tmp_path, NAMES)
     predictions = pd.read_csv(tmp_path / "predictions.csv")
     assert len(predictions) == len(casme2_table)
     recomputed = pooled_metrics(predictions["gt"], predictions["pred"], len(NAMES))
@@ -84,7 +85,7 @@ def test_evaluation_writes_consistent_outputs(casme2_table: pd.DataFrame, tmp_pa
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["pooled"]["uf1"] == pytest.approx(result.metrics["uf1"])
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 0
-    assert not (tmp_path / "training_loss.png").exists()  # the frame difference trains without epochs
+    assert not (tmp_path / "training_loss.png").exists()  # the linear baselines train without epochs
     assert json.loads((tmp_path / "folds" / "000.json").read_text())["train_loss"] is None
     report = (tmp_path / "results.md").read_text()
     assert "| all |" in report and "| happiness |" in report

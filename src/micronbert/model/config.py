@@ -69,6 +69,9 @@ class ModelConfig:
 
     rec_target: str = "all"
     norm_pix_loss: bool = False
+    # micronbert option, not in the paper (METHOD.md §7): the decoder predicts the change from the corrupted input
+    # I_{t/s} to I_t, added to patchify(I_{t/s}); its last layer starts at zero, so training starts from the copy.
+    decoder_residual: bool = False
 
     # micronbert extension, not in the paper (METHOD.md §10, `micronbert.model.motion`): weight of the warp-motion
     # pretext term in pre-training (0: off) and its warps (amplitude and shift in fractions of the image width).
@@ -119,6 +122,8 @@ class ModelConfig:
                      "decoder_depth", "decoder_heads", "decoder_mlp_dim", "dma_heads", "swap_min_block"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.decoder_residual and self.norm_pix_loss:
+            raise ValueError("decoder_residual needs norm_pix_loss off (the residual is added in pixel space)")
         if self.img_size % self.patch_size:
             raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         if self.decoder_pos_size is not None and self.decoder_pos_size % self.patch_size:

@@ -81,6 +81,8 @@ class MicronBERT(nn.Module):
         init_vit_weights(self.decoder_blocks)
         init_vit_weights(self.decoder_norm)
         init_vit_weights(self.decoder_pred)
+        if c.decoder_residual:
+            nn.init.zeros_(self.decoder_pred.weight)
         self.agreement = build_agreement(c, self.backbone)
         self.motion_head = MotionHead(c.dim) if c.has_motion_head else None
         if self.motion_head is not None:
@@ -177,6 +179,8 @@ class MicronBERT(nn.Module):
         saliency = self.saliency(ref_tokens)
         decoder_weights = saliency.detach() if c.detach_saliency else saliency
         pred = self.decode(self.weighted(features, decoder_weights), grid_h, grid_w)
+        if c.decoder_residual:
+            pred = pred + self.patchify(swapped).to(pred.dtype)
         rec_loss = self.reconstruction_loss(frame_t, pred, swap_mask)
 
         if use_agreement:

@@ -31,6 +31,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from micronbert.data.flow import FLOW_METHODS
 from micronbert.data.frames import frame_path, read_frame
 from micronbert.data.table import sample_key
 from micronbert.data.transforms import to_model_input
@@ -75,7 +76,8 @@ class FinetuneConfig:
     fields changed on top. epochs × batches is the fixed budget per fold. cache_dir: token cache of the
     ``frozen`` mode (None: :func:`micronbert.train.token_cache.default_cache_dir`); frozen_train: what trains in
     ``frozen`` mode, ``dma+head`` (METHOD.md §8) or ``head`` (DMA kept as loaded; far cheaper at 224).
-    Baseline settings: ``ststnet_*`` for STSTNet on flow images, ``framediff_size`` for the frame difference.
+    Baseline settings: ``ststnet_*`` and ``flow_method`` for STSTNet on flow images, ``framediff_size`` for the
+    frame difference, ``flowgrid_*`` for the cell-averaged flow (:class:`~micronbert.baselines.FlowGridConfig`).
     """
 
     model: str = "tiny"
@@ -99,6 +101,8 @@ class FinetuneConfig:
     ststnet_lr: float = 5e-4
     flow_method: str = "auto"
     framediff_size: int = 16
+    flowgrid_cells: int = 8
+    flowgrid_method: str = "farneback"
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -107,10 +111,14 @@ class FinetuneConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.frozen_train not in FROZEN_TRAIN:
             raise ValueError(f"frozen_train must be one of {FROZEN_TRAIN}, got {self.frozen_train!r}")
-        for name in ("epochs", "batch_size", "encode_batch_size", "ststnet_epochs", "framediff_size"):
+        for name in ("epochs", "batch_size", "encode_batch_size", "ststnet_epochs", "framediff_size",
+                     "flowgrid_cells"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("flow_method", "flowgrid_method"):
+            if getattr(self, name) not in FLOW_METHODS:
+                raise ValueError(f"{name} must be one of {FLOW_METHODS}, got {getattr(self, name)!r}")
         for name in ("lr", "encoder_lr", "ststnet_lr"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")

@@ -8,7 +8,8 @@ fixed by the configuration, and nothing is chosen on the test subject.
 
 Methods (``METHODS``): ``micronbert`` (the configured weights and mode), ``vit-scratch`` (the same network and
 head from random initialisation, to show what pre-training buys), ``ststnet`` (STSTNet on onset→apex flow
-images) and ``framediff`` (frame difference + linear classifier).
+images), ``framediff`` (frame difference + linear classifier) and ``flowgrid`` (onset→apex optical flow averaged
+per grid cell, median removed, + linear classifier).
 
 Outputs in ``out_dir``: ``run.json`` (what is evaluated), ``folds/NNN.json`` (written as each fold finishes;
 an interrupted run resumes at the next fold), ``predictions_megc.txt`` / ``.csv`` / ``.json``,
@@ -32,7 +33,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from micronbert.baselines import FrameDifferenceClassifier, FrameDifferenceConfig, STSTNet, flow_images_to_tensor
+from micronbert.baselines import (
+    FlowGridClassifier, FlowGridConfig, FrameDifferenceClassifier, FrameDifferenceConfig, LinearReadout,
+    PairFeatureClassifier, STSTNet, flow_images_to_tensor,
+)
 from micronbert.data.flow import flow_features
 from micronbert.train.finetune import (
     FinetuneConfig, PairData, add_sample_arguments, build_model, cached_pair_tokens, class_weights,
@@ -257,26 +261,55 @@ class STSTNetMethod(Method):
         return probabilities
 
 
-class FrameDiffMethod(Method):
-    """Grey apex − onset difference, downsampled, multinomial logistic regression."""
+class LinearBaselineMethod(Method):
+    """A :class:`~micronbert.baselines.PairFeatureClassifier`: features of every pair computed once, a linear
+    read-out fitted per fold."""
 
-    name = "framediff"
+    def classifier(self) -> PairFeatureClassifier:
+        raise NotImplementedError
+
+    def prepare(self, pairs: PairData) -> None:
+        self.pairs = pairs
+        classifier = self.classifier()
+        self.readout_config = classifier.config
+        self.features = (classifier.features(list(pairs.onsets), list(pairs.apexes)) if len(pairs.labels)
+                         else np.zeros((0, 1)))
 
     def fit_predict(self, train: np.ndarray, test: np.ndarray, timing: FoldTiming) -> np.ndarray:
-        classifier = FrameDifferenceClassifier(max(self.num_classes, 2),
-                                               FrameDifferenceConfig(size=self.config.framediff_size,
-                                                                     balanced=self.config.class_weighted))
+        readout = LinearReadout(max(self.num_classes, 2), self.readout_config)
         start = time.perf_counter()
-        classifier.fit(list(self.pairs.onsets[train]), list(self.pairs.apexes[train]), self.pairs.labels[train])
+        readout.fit(self.features[train], self.pairs.labels[train])
         timing.train_s += time.perf_counter() - start
         start = time.perf_counter()
-        probabilities = classifier.predict_proba(list(self.pairs.onsets[test]), list(self.pairs.apexes[test]))
+        probabilities = readout.predict_proba(self.features[test])
         timing.predict_s += time.perf_counter() - start
         return probabilities[:, :self.num_classes]
 
 
+class FrameDiffMethod(LinearBaselineMethod):
+    """Grey apex − onset difference, downsampled, multinomial logistic regression."""
+
+    name = "framediff"
+
+    def classifier(self) -> PairFeatureClassifier:
+        return FrameDifferenceClassifier(max(self.num_classes, 2), FrameDifferenceConfig(
+            size=self.config.framediff_size, balanced=self.config.class_weighted))
+
+
+class FlowGridMethod(LinearBaselineMethod):
+    """Onset→apex optical flow averaged per grid cell, median removed, multinomial logistic regression."""
+
+    name = "flowgrid"
+
+    def classifier(self) -> PairFeatureClassifier:
+        return FlowGridClassifier(max(self.num_classes, 2), FlowGridConfig(
+            cells=self.config.flowgrid_cells, method=self.config.flowgrid_method,
+            balanced=self.config.class_weighted))
+
+
 METHODS: dict[str, type[Method]] = {method.name: method for method in
-                                    (MicronBertMethod, VitScratchMethod, STSTNetMethod, FrameDiffMethod)}
+                                    (MicronBertMethod, VitScratchMethod, STSTNetMethod, FrameDiffMethod,
+                                     FlowGridMethod)}
 
 
 def get_method(name: str, config: FinetuneConfig, num_classes: int) -> Method:
@@ -590,7 +623,8 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--method", default="micronbert", choices=list(METHODS),
                         help="micronbert: μ-BERT from its pre-trained weights (--weights or the configuration); "
                              "vit-scratch: the same network from random initialisation; ststnet: STSTNet on "
-                             "onset-apex optical flow; framediff: a linear classifier on the grey frame difference "
+                             "onset-apex optical flow; framediff: a linear classifier on the grey frame difference; "
+                             "flowgrid: a linear classifier on the onset-apex optical flow averaged per grid cell "
                              "(default: micronbert)")
     parser.add_argument("--protocol", default="loso", choices=PROTOCOLS,
                         help="loso: leave one subject out; megc2019: the MEGC 2019 composite, subjects "
