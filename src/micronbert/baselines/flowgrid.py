@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from micronbert.baselines.linear import LinearReadoutConfig, PairFeatureClassifier
+from micronbert.baselines.linear import LinearReadoutConfig, PairFeatureClassifier, check_positive_int
 from micronbert.data.flow import FLOW_METHODS, optical_flow
 
 
@@ -34,8 +34,7 @@ class FlowGridConfig(LinearReadoutConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.cells, bool) or not isinstance(self.cells, int) or self.cells < 1:
-            raise ValueError(f"cells must be a positive integer, got {self.cells!r}")
+        check_positive_int("cells", self.cells)
         if self.method not in FLOW_METHODS:
             raise ValueError(f"method must be one of {FLOW_METHODS}, got {self.method!r}")
 
@@ -47,8 +46,7 @@ def flow_grid_features(onset: np.ndarray, apex: np.ndarray, cells: int = 8, meth
     Raises:
         ValueError: the frames differ in shape or layout, are smaller than 16×16 or than the grid; bad cells/method.
     """
-    if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
-        raise ValueError(f"cells must be a positive integer, got {cells!r}")
+    check_positive_int("cells", cells)
     flow = optical_flow(onset, apex, method)  # type: ignore[arg-type]
     if min(flow.shape[:2]) < cells:
         raise ValueError(f"frames of shape {onset.shape} are smaller than a grid of {cells}×{cells} cells")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from micronbert.baselines.linear import LinearReadoutConfig, PairFeatureClassifier
+from micronbert.baselines.linear import LinearReadoutConfig, PairFeatureClassifier, check_positive_int
 from micronbert.data.flow import to_grey
 
 
@@ -25,8 +25,7 @@ class FrameDifferenceConfig(LinearReadoutConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
-            raise ValueError(f"size must be a positive integer, got {self.size!r}")
+        check_positive_int("size", self.size)
 
 
 def frame_difference_features(onset: np.ndarray, apex: np.ndarray, size: int = 16) -> np.ndarray:
