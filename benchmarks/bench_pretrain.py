@@ -5,20 +5,24 @@
    present (``official-small`` at 224, bf16, batch 256), with model FLOP utilisation against the GPU's
    dense bf16 peak. Data-only throughput far above model-only throughput means loading does not limit
    the GPU.
-2. ``tiny`` pre-trained for a few minutes on synthetic unlabeled video (``micronbert.data.synthetic``):
-   reconstruction loss against the copy-the-input baseline (predicting I_{t/s} itself), and the share of
-   the mass of the DMA change map and of the relative change map inside the true AU regions and inside the
-   moving background of held-out (onset, apex) pairs, and the share of the PoI saliency's mass on the face and
-   on the moving background, before and after pre-training, next to the area those regions cover.
+2. ``tiny`` (or ``--au-model``) pre-trained for a few minutes on synthetic unlabeled video
+   (``micronbert.data.synthetic``): reconstruction loss against the copy-the-input baseline (predicting I_{t/s}
+   itself), and the share of the mass of the DMA change map, of the relative change map and (with a volatility
+   head) of the surprise map inside the true AU regions and inside the moving background of the videos' (onset,
+   apex) pairs, and the share of the PoI saliency's mass on the face and on the moving background, before and
+   after pre-training, next to the area those regions cover and to what two change maps that need no model
+   (pixel change, Farnebäck flow) put there.
 
     python benchmarks/bench_pretrain.py                      # CPU: modest sizes, ~3 min of pre-training
     python benchmarks/bench_pretrain.py --au-seconds 600 --gpu-batch 256
     python benchmarks/bench_pretrain.py --au-steps 1500 --skip-throughput --set detach_saliency=true
+    python benchmarks/bench_pretrain.py --au-steps 3000 --skip-throughput --au-model official-small --au-device cuda
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -34,9 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, markdown_table, write_results  # noqa: E402
 
 from micronbert.data.pairs import PairDataConfig, build_pair_dataset, normalise_batch  # noqa: E402
-from micronbert.data.synthetic import SynthConfig, scene_from_ground_truth, write_synthetic_dataset  # noqa: E402
-from micronbert.model import MicronBERT, create_model, load  # noqa: E402
-from micronbert.train.diagnostics import reconstruction_on_dataset, region_mass_shares  # noqa: E402
+from micronbert.data.synthetic import (DEFAULT_AMPLITUDE, SynthConfig, scene_from_ground_truth,  # noqa: E402
+                                       write_synthetic_dataset)
+from micronbert.model import MicronBERT, create_model, load, named_config  # noqa: E402
+from micronbert.train.diagnostics import (maps_region_shares, reconstruction_on_dataset,  # noqa: E402
+                                          reference_change_maps, region_mass_shares)
 from micronbert.train.pretrain import (DistributedContext, PretrainConfig, Pretrainer,  # noqa: E402
                                        pretrain)
 
@@ -139,19 +145,33 @@ def train_step_flops(model: MicronBERT, frame_t: torch.Tensor, frame_d: torch.Te
 
 # ------------------------------------------------------------------------------------------ what it learns
 def region_shares(model: MicronBERT, pairs: list) -> dict[str, float]:
-    """Mean share of the change map's and of the PoI saliency's mass on the AU regions, the moving background and
+    """Mean share of the change maps' and of the PoI saliency's mass on the AU regions, the moving background and
     the face, with the share of the image each covers."""
     onsets, apexes = np.stack([p.frame_a for p in pairs]), np.stack([p.frame_b for p in pairs])
-    shares = region_mass_shares(model, onsets, apexes, {
-        "au": [p.au_mask for p in pairs], "background": [p.moving_background for p in pairs],
-        "face": [p.face_mask for p in pairs]})
+    shares = region_mass_shares(model, onsets, apexes, pair_regions(pairs))
     return {"au_mass_share": shares["au"]["change"], "au_area_share": shares["au"]["area"],
             "background_mass_share": shares["background"]["change"],
             "background_area_share": shares["background"]["area"],
             "au_relative_mass_share": shares["au"]["relative_change"],
             "background_relative_mass_share": shares["background"]["relative_change"],
             "saliency_face_share": shares["face"]["saliency"], "face_area_share": shares["face"]["area"],
-            "saliency_background_share": shares["background"]["saliency"]}
+            "saliency_background_share": shares["background"]["saliency"],
+            **({"au_surprise_mass_share": shares["au"]["surprise"],
+                "background_surprise_mass_share": shares["background"]["surprise"]}
+               if "surprise" in shares["au"] else {})}
+
+
+def reference_shares(pairs: list, patch: int) -> dict[str, float]:
+    """The same shares for the change maps that need no model (pixel change, centred Farnebäck motion)."""
+    onsets, apexes = np.stack([p.frame_a for p in pairs]), np.stack([p.frame_b for p in pairs])
+    shares = maps_region_shares(reference_change_maps(onsets, apexes, patch), pair_regions(pairs), patch)
+    return {f"{region}_{kind}_share": shares[region][kind] for region in ("au", "background")
+            for kind in ("pixel_change", "farneback_motion")}
+
+
+def pair_regions(pairs: list) -> dict[str, list[np.ndarray]]:
+    return {"au": [p.au_mask for p in pairs], "background": [p.moving_background for p in pairs],
+            "face": [p.face_mask for p in pairs]}
 
 
 def event_pairs(ground_truth: dict, names: list[str]) -> list:
@@ -169,41 +189,49 @@ def evaluate(model: MicronBERT, splits: dict[str, tuple[list, object]]) -> dict[
             for name, (pairs, dataset) in splits.items()}
 
 
-def au_experiment(seconds: float, steps: int | None, work: Path, overrides: dict[str, object]) -> dict[str, object]:
-    """Pre-train ``tiny`` (with ``overrides`` of its ModelConfig) for ``steps`` steps, or as many as fit in about
-    ``seconds``, on synthetic video (10 faces: 5 as .mp4, 5 as JPEG folders) and compare maps and losses
-    before/after on those videos and on 2 held-out faces."""
+def au_experiment(seconds: float, steps: int | None, work: Path, overrides: dict[str, object],
+                  amplitude: tuple[float, float] = DEFAULT_AMPLITUDE, model_name: str = "tiny",
+                  device: str = "cpu") -> dict[str, object]:
+    """Pre-train ``model_name`` (with ``overrides`` of its ModelConfig) on ``device`` for ``steps`` steps, or as many
+    as fit in about ``seconds``, on synthetic video drawn at the model's input size (10 faces: 5 as .mp4, 5 as JPEG
+    folders; expressions of ``amplitude`` × the face width) and compare maps and losses before/after on those videos
+    and on 2 held-out faces."""
+    model_config = named_config(model_name, **overrides)
+    size = model_config.img_size
     synth = write_synthetic_dataset(work / "synthetic", SynthConfig(
-        seed=0, subjects=0, unlabeled_videos=12, unlabeled_frames=300, size=64, fps=200, write_mp4=True,
-        expressions_per_second=3.0))
+        seed=0, subjects=0, unlabeled_videos=12, unlabeled_frames=300, size=size, fps=200, write_mp4=True,
+        expressions_per_second=3.0, amplitude=amplitude))
     train_sources = [str(p) for p in synth.videos[:5]] + [str(p) for p in synth.frame_folders[5:10]]
     held_out = [str(p) for p in synth.frame_folders[10:]]
     ground_truth = json.loads(synth.unlabeled_ground_truth_json.read_text())
     data = {"sources": train_sources, "folder_fps": 200, "cache_dir": str(work / "cache_au")}
     splits = {}
     for split, sources in (("training videos", train_sources), ("held-out faces", held_out)):
-        dataset, _ = build_pair_dataset(PairDataConfig(sources=sources, folder_fps=200), 64, seed=99)
+        dataset, _ = build_pair_dataset(PairDataConfig(sources=sources, folder_fps=200), size, seed=99)
         splits[split] = (event_pairs(ground_truth, [Path(s).stem for s in sources]), dataset)
 
-    model = {"name": "tiny", "overrides": overrides}
+    model = {"name": model_name, "overrides": overrides}
     if steps is None:
         probe = PretrainConfig.from_dict({"model": model, "data": data, "train": {
             "steps": 12, "global_batch": 32, "out_dir": str(work / "probe"), "progress": False, "log_every": 2,
-            "checkpoint_every": 12, "preview_every": 12, "device": "cpu"}})
+            "checkpoint_every": 12, "preview_every": 12, "device": device}})
         step_seconds = pretrain(probe)["seconds"] / 12
         steps = max(50, int(seconds / step_seconds) // 50 * 50)
     config = PretrainConfig.from_dict({"model": model, "data": data,
                                        "optim": {"lr": 1e-3, "min_lr": 1e-5, "warmup_steps": 50},
                                        "train": {"steps": steps, "global_batch": 32, "out_dir": str(work / "au_run"),
-                                                 "log_every": 50, "checkpoint_every": steps, "preview_every": steps,
-                                                 "device": "cpu", "progress": True}})
+                                                 "log_every": math.gcd(50, steps), "checkpoint_every": steps,
+                                                 "preview_every": steps,
+                                                 "device": device, "progress": True}})
     torch.manual_seed(config.train.seed)
-    before = evaluate(create_model("tiny", **overrides), splits)
+    before = evaluate(create_model(model_name, **overrides), splits)
     summary = pretrain(config)
     after = evaluate(load(work / "au_run" / "model"), splits)
-    areas = {name: {"pairs": len(pairs)} for name, (pairs, _) in splits.items()}
-    return {"steps": steps, "train_seconds": summary["seconds"], "global_batch": 32, "overrides": overrides,
-            "areas": areas,
+    areas = {name: {"pairs": len(pairs)} | reference_shares(pairs, model_config.patch_size)
+             for name, (pairs, _) in splits.items()}
+    return {"model": model_name, "img_size": size, "device": device, "steps": steps,
+            "train_seconds": summary["seconds"], "global_batch": 32, "overrides": overrides,
+            "amplitude": list(amplitude), "areas": areas,
             "before": before, "after": after}
 
 
@@ -227,6 +255,12 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model on the GPU")
     parser.add_argument("--skip-au", action="store_true", help="only the throughput rows")
     parser.add_argument("--skip-throughput", action="store_true", help="only the AU experiment")
+    parser.add_argument("--amplitude", type=float, nargs=2, default=DEFAULT_AMPLITUDE, metavar=("LOW", "HIGH"),
+                        help="apex displacement of the AU experiment's expressions, fractions of the face width "
+                        "(default: the generator's %(default)s)")
+    parser.add_argument("--au-model", default="tiny", help="model of the AU experiment (default: tiny, 64 px; its "
+                        "videos are drawn at the model's input size)")
+    parser.add_argument("--au-device", default="cpu", help="device of the AU experiment's pre-training (cpu, cuda)")
     parser.add_argument("--set", dest="overrides", type=model_override, action="append", default=[],
                         metavar="FIELD=VALUE", help="ModelConfig field of the AU experiment's tiny model, the value "
                         "read as YAML, e.g. --set detach_saliency=true (repeatable)")
@@ -240,7 +274,8 @@ def main() -> None:
         if torch.cuda.is_available() and not args.skip_throughput:
             rows.append(throughput("official-small", args.gpu_batch, args.gpu_steps, "cuda", max(args.workers, 8),
                                    args.compile, work))
-        au = None if args.skip_au else au_experiment(args.au_seconds, args.au_steps, work, dict(args.overrides))
+        au = None if args.skip_au else au_experiment(args.au_seconds, args.au_steps, work, dict(args.overrides),
+                                                     tuple(args.amplitude), args.au_model, args.au_device)
     payload = {"machine": machine_info(), "throughput": rows, "au_experiment": au}
     columns = ["model", "device", "batch", "img_size", "bf16", "workers", "data_samples_per_s",
                "model_samples_per_s", "pipeline_samples_per_s", "train_gflop_per_sample", "model_tflops",
@@ -253,8 +288,10 @@ def main() -> None:
         table = [{"when": when, "pairs from": split, **au[when][split], **au["areas"][split]}
                  for split in au["areas"] for when in ("before", "after")]
         changed = ", ".join(f"{k}={v}" for k, v in au["overrides"].items()) or "none"
-        markdown += ["", f"## `tiny` pre-trained {au['steps']} steps ({au['train_seconds']:.0f} s, batch 32) on "
-                     f"synthetic unlabeled video (model overrides: {changed})", "",
+        markdown += ["", f"## `{au['model']}` ({au['img_size']} px) pre-trained {au['steps']} steps on {au['device']} "
+                     f"({au['train_seconds']:.0f} s, batch 32) on "
+                     f"synthetic unlabeled video (model overrides: {changed}; expressions of "
+                     "{:.1%}–{:.1%} of the face width)".format(*au["amplitude"]), "",
                      "Change-map mass share on the true AU regions and on the moving background of the "
                      "videos' (onset, apex) pairs, next to the share of patches those regions cover (what a "
                      "uniform map would give); reconstruction loss of 64 pairs against copying I_{t/s}.", "",
@@ -268,7 +305,26 @@ def main() -> None:
                      "PoI saliency mass share on the face and on the moving background, with the face's area:", "",
                      markdown_table(table, ["when", "pairs from", "saliency_face_share", "face_area_share",
                                             "saliency_background_share", "background_area_share"])]
-    name = "_".join(["bench_pretrain"] + [f"{k}-{v}" for k, v in args.overrides])  # runs with overrides kept apart
+        markdown += ["", "Change maps that need no model, on the same pairs: the mean squared pixel change per patch "
+                     "and the length of the Farnebäck flow per patch with its median removed (what any change detector "
+                     "sees in these pairs):", "",
+                     markdown_table([{"pairs from": split, **au["before"][split], **au["areas"][split]}
+                                     for split in au["areas"]],
+                                    ["pairs from", "au_pixel_change_share", "au_farneback_motion_share",
+                                     "au_area_share",
+                                     "background_pixel_change_share", "background_farneback_motion_share",
+                                     "background_area_share"])]
+        if "au_surprise_mass_share" in table[0]:
+            markdown += ["", "The same for the surprise map (`MicronBERT.surprise`: the relative change map weighted "
+                         "by the precision the volatility head predicts, METHOD.md §11):", "",
+                         markdown_table(table, ["when", "pairs from", "au_surprise_mass_share", "au_area_share",
+                                                "background_surprise_mass_share", "background_area_share"])]
+    changes = [f"{k}-{v}" for k, v in args.overrides]
+    if args.au_model != "tiny":
+        changes.append(args.au_model)
+    if tuple(args.amplitude) != DEFAULT_AMPLITUDE:
+        changes.append("amplitude-{}-{}".format(*args.amplitude))
+    name = "_".join(["bench_pretrain"] + changes)  # runs with other settings kept apart
     json_path, md_path = write_results(name, payload, "\n".join(markdown) + "\n")
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")

@@ -49,19 +49,20 @@ def test_the_sample_figure_has_colour_bars_in_the_maps_own_values():
         plt.close(figure)
 
 
-def test_the_relative_change_map_gets_its_own_panel_and_the_truth_outline():
+def test_the_relative_change_and_surprise_maps_get_their_own_panels_and_the_truth_outline():
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
     change = patch_map_to_image(np.linspace(0.0, 0.8, 4), 2, 2, 16, 16)
     relative = patch_map_to_image(np.array([0.0, 0.1, 0.3, 0.2]), 2, 2, 16, 16)
     truth = np.zeros((16, 16), bool)
     truth[4:12, 4:12] = True
-    figure = pair_maps_figure(frame, frame, change, np.ones((16, 16)), truth=truth, relative_change=relative)
+    figure = pair_maps_figure(frame, frame, change, np.ones((16, 16)), truth=truth, relative_change=relative,
+                              surprise=2 * relative)
     try:
         panels = [axis for axis in figure.axes if axis.get_label() != "<colorbar>"]
         assert [axis.get_title() for axis in panels] == [
-            "onset", "apex", "DMA change map", "relative change map", "PoI saliency"]
-        assert [len(axis.collections) > 0 for axis in panels[2:]] == [True, True, False]  # outlined: change maps
+            "onset", "apex", "DMA change map", "relative change map", "surprise map", "PoI saliency"]
+        assert [len(axis.collections) > 0 for axis in panels[2:]] == [True, True, True, False]  # change maps outlined
         colour_bars = [axis for axis in figure.axes if axis.get_label() == "<colorbar>"]
         assert colour_bars[1].get_ylim() == pytest.approx((0.0, 0.3))
     finally:

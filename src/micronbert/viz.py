@@ -49,9 +49,9 @@ def save_figure_atomically(figure: plt.Figure, path: str | Path, dpi: int = 120)
 def pair_maps_figure(onset: np.ndarray, apex: np.ndarray, change: np.ndarray, saliency: np.ndarray,
                      title: str = "", probabilities: Sequence[float] | None = None,
                      class_names: Sequence[str] | None = None, truth: np.ndarray | None = None,
-                     relative_change: np.ndarray | None = None) -> plt.Figure:
-    """Onset, apex, DMA change map, relative change map if given, and PoI saliency over the apex; class
-    probabilities as bars if given.
+                     relative_change: np.ndarray | None = None, surprise: np.ndarray | None = None) -> plt.Figure:
+    """Onset, apex, DMA change map, relative change map and surprise map if given, and PoI saliency over the apex;
+    class probabilities as bars if given.
 
     The maps are (H, W) images (see :func:`patch_map_to_image`); ``truth``, a boolean (H, W) mask of where the
     face really moved, is outlined in white on the change maps.
@@ -59,6 +59,8 @@ def pair_maps_figure(onset: np.ndarray, apex: np.ndarray, change: np.ndarray, sa
     heats = [("DMA change map", change)]
     if relative_change is not None:
         heats.append(("relative change map", relative_change))
+    if surprise is not None:
+        heats.append(("surprise map", surprise))
     heats.append(("PoI saliency", saliency))
     panels = 2 + len(heats) + (probabilities is not None)
     figure, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.4))
@@ -125,7 +127,8 @@ def training_curves_figure(rows: Sequence[dict], title: str = "pre-training",
         raise ValueError("no metrics rows to plot (the log is empty)")
     figure, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
     panels = ((axes[0, 0], (("loss", "total loss"), ("rec_loss", "reconstruction"),
-                            ("agree_loss", "contextual agreement"), ("motion_loss", "warp motion (px²)")),
+                            ("agree_loss", "contextual agreement"), ("motion_loss", "warp motion (px²)"),
+                            ("volatility_loss", "expected change")),
                "loss", True),
               (axes[0, 1], (("lr", "learning rate"),), "learning rate", False),
               (axes[1, 0], (("samples_per_s", "samples/s"),), "throughput (samples/s)", False),

@@ -58,6 +58,17 @@ def test_rerun_reuses_every_stage_and_the_cli_prints_the_table(quick_demo, capsy
     assert [row["uf1"] for row in again["methods"]] == [row["uf1"] for row in result.rows]
 
 
+def test_a_model_with_a_volatility_head_adds_the_surprise_map_to_the_report(tmp_path):
+    config = dataclasses.replace(DemoConfig.quick(), methods=("micronbert", "framediff"), seeds=(0,),
+                                 model_overrides={**DemoConfig().model_overrides, "volatility_weight": 1.0})
+    run_demo(tmp_path / "out", config, progress=False, log=lambda message: None)
+    surprise = json.loads((tmp_path / "out" / "results.json").read_text())["pretraining"]["surprise_map_on_au_regions"]
+    assert 0 <= surprise["before"] <= 1 and 0 <= surprise["after"] <= 1
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert f"surprise map (the relative change map weighted by the expected change, METHOD.md §11): " \
+           f"{surprise['before']:.1%} and {surprise['after']:.1%}." in report
+
+
 def test_other_settings_in_the_same_folder_are_refused(quick_demo):
     out, _ = quick_demo
     with pytest.raises(ValueError, match="different demo run \\(differs in seeds\\)"):

@@ -1,10 +1,12 @@
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from micronbert.data.transforms import to_model_input
 from micronbert.model import create_model
-from micronbert.train.diagnostics import (mass_share, pair_maps, patch_coverage,
-                                          reconstruction_vs_copy, region_mass_shares)
+from micronbert.train.diagnostics import (maps_region_shares, mass_share, pair_maps, patch_coverage,
+                                          reconstruction_vs_copy, reference_change_maps, region_mass_shares)
 
 
 def test_patch_coverage_is_the_covered_fraction_of_each_patch():
@@ -53,6 +55,41 @@ def test_relative_change_map_is_zero_for_a_still_pair_and_marks_what_changed():
     apexes[0, 40:] = 255 - apexes[0, 40:]  # rows 5-7 of the 8x8 patch grid
     relative = pair_maps(model, onsets, apexes)["relative_change"].reshape(8, 8)
     assert relative[5:].mean() > 2 * relative[:5].mean()
+
+
+def test_pair_maps_add_the_surprise_map_with_a_volatility_head():
+    torch.manual_seed(0)
+    model = create_model("tiny", volatility_weight=1.0).eval()
+    rng = np.random.default_rng(2)
+    onsets = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    apexes = np.clip(onsets.astype(int) + rng.integers(-20, 21, onsets.shape), 0, 255).astype(np.uint8)
+    maps = pair_maps(model, onsets, apexes, batch_size=2)
+    assert set(maps) == {"change", "relative_change", "saliency", "surprise"}
+    with torch.no_grad():
+        apex_tokens = model.encode(to_model_input(apexes))
+        expected = model.surprise(apex_tokens, model.encode(to_model_input(onsets)))
+    np.testing.assert_allclose(maps["surprise"], expected.numpy(), rtol=1e-4, atol=1e-7)
+    shares = region_mass_shares(model, onsets, apexes, {"all": [np.ones((64, 64), bool)] * 3})
+    assert shares["all"]["surprise"] == pytest.approx(1.0)
+
+
+def test_reference_change_maps_find_a_local_motion_and_a_local_change():
+    rng = np.random.default_rng(3)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), (7, 7), 2)
+    onset = texture[:, 16:80].copy()
+    slid, recoloured = onset.copy(), onset.copy()
+    slid[8:24, 8:24] = texture[8:24, 14:30]  # the top-left 2×2 patches slide 2 px
+    recoloured[40:56, 40:56] = 255 - recoloured[40:56, 40:56]  # the bottom-right ones change colour
+    maps = reference_change_maps(np.stack([onset, onset]), np.stack([slid, recoloured]), 8)
+    assert maps["pixel_change"].shape == maps["farneback_motion"].shape == (2, 64)
+    top_left, bottom_right = np.zeros((64, 64), bool), np.zeros((64, 64), bool)
+    top_left[8:24, 8:24], bottom_right[40:56, 40:56] = True, True
+    shares = maps_region_shares(maps, {"changed": [top_left, bottom_right]}, 8)
+    assert shares["changed"]["area"] == pytest.approx(4 / 64)
+    slid_shares = maps_region_shares({k: v[:1] for k, v in maps.items()}, {"changed": [top_left]}, 8)
+    assert slid_shares["changed"]["farneback_motion"] > 0.5  # 6 % of the area, most of the motion
+    assert shares["changed"]["pixel_change"] > 0.9
+    assert np.all(reference_change_maps(onset[None], onset[None], 8)["pixel_change"] == 0)
 
 
 def test_copy_baseline_is_zero_for_a_still_pair_and_positive_otherwise():

@@ -17,10 +17,11 @@ from micronbert.data.datasets import get_scheme, load
 from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
 from micronbert.data.synthetic.writers import video_codec
 from micronbert.data.transforms import to_model_input
-from micronbert.model import change_map
+from micronbert.model import change_map, create_model
 from micronbert.train.finetune import FinetuneConfig, finetune
 from micronbert.train.predict import (
-    add_predict_parser, apex_scores, clips_in, load_predictor, predict_batch, predict_clip, predict_pair, read_clip,
+    Predictor, add_predict_parser, apex_scores, clips_in, load_predictor, predict_batch, predict_clip, predict_pair,
+    read_clip,
 )
 
 SCHEME = "casme2-5class"
@@ -71,6 +72,25 @@ def test_pair_maps_are_the_models_and_a_still_pair_shows_no_relative_change(trai
         "probabilities": (len(predictor.class_names),), "change": (64,), "relative_change": (64,), "saliency": (64,)}
     assert maps["relative_change"].max() > 0
     assert predictor.pair(frames[0], frames[0])["relative_change"].max() < 1e-6
+
+
+def test_a_model_with_a_volatility_head_also_gives_and_draws_the_surprise_map(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    predictor = Predictor(create_model("tiny", volatility_weight=1.0, num_classes=3), ["a", "b", "c"])
+    rng = np.random.default_rng(0)
+    onset = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    apex = onset.copy()
+    apex[:16] = 255 - apex[:16]
+    maps = predictor.pair(onset, apex)
+    with torch.no_grad():
+        apex_tokens, onset_tokens = (predictor.model.encode(to_model_input(frame)) for frame in (apex, onset))
+        expected = predictor.model.surprise(apex_tokens, onset_tokens)[0].numpy()
+    np.testing.assert_allclose(maps["surprise"], expected, rtol=1e-5, atol=1e-7)
+    onset_path, apex_path = tmp_path / "onset.png", tmp_path / "apex.png"
+    cv2.imwrite(str(onset_path), onset[..., ::-1])
+    cv2.imwrite(str(apex_path), apex[..., ::-1])
+    result = predict_pair(predictor, onset_path, apex_path, tmp_path / "out")
+    assert Path(result.figure).stat().st_size > 0
 
 
 def test_clip_apex_is_the_frame_of_largest_relative_dma_change(trained: tuple[Path, Path]) -> None:

@@ -80,6 +80,9 @@ class ModelConfig:
     motion_bumps: int = 3
     motion_rotation_deg: float = 1.5
     motion_shift: float = 1 / 64
+    # micronbert extension, not in the paper (METHOD.md §11, `micronbert.model.volatility`): weight of the term that
+    # teaches a per-patch head how much each patch is expected to change between frames (0: off, no head).
+    volatility_weight: float = 0.0
     # What the recognition head reads: "dma", the saliency-pooled DMA features (METHOD.md §8), or "motion", the
     # per-patch flow of the motion head (METHOD.md §10).
     head: str = "dma"
@@ -140,7 +143,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be an increasing pair of positive numbers, got {(low, high)}")
         if not 0.0 <= self.ema_momentum <= 1.0:
             raise ValueError(f"ema_momentum must lie in [0, 1], got {self.ema_momentum}")
-        for name in ("motion_weight", "motion_amplitude", "motion_bumps", "motion_rotation_deg", "motion_shift"):
+        for name in ("motion_weight", "motion_amplitude", "motion_bumps", "motion_rotation_deg", "motion_shift",
+                     "volatility_weight"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")

@@ -6,7 +6,9 @@ Pre-training, ``model(frame_t, frame_t_delta)``:
     3. Diagonal Micro-Attention compares co-located patches of the two frames;
     4. the Patch-of-Interest saliency weights the DMA features;
     5. a decoder reconstructs I_t; the contextual agreement trains the contextual token;
-    6. optionally (``motion_weight > 0``, a micronbert extension) the motion head learns the flow of a known warp.
+    6. optionally (``motion_weight > 0``, a micronbert extension) the motion head learns the flow of a known warp;
+    7. optionally (``volatility_weight > 0``, a micronbert extension) the volatility head learns how much each patch
+       of I_{t+δ} is expected to change between the frames.
 Recognition, ``model.recognize(onset, apex)``: the onset takes the I_t slot and the apex the I_{t+δ} slot,
 no swapping, and a head reads the saliency-weighted DMA features (or, with ``head="motion"``, the per-patch
 flow of the motion head).
@@ -26,6 +28,7 @@ from .motion import MotionHead, centred_flow, warped_pair
 from .poi import build_agreement, build_encoder, poi_saliency
 from .swapping import blockwise_swap_mask, swap_patches
 from .vit import Block, init_vit_weights, resize_pos_table, sincos_2d
+from .volatility import VolatilityHead, patch_change_energy, surprise_map, volatility_loss
 
 
 def check_frames(patch_size: int, in_chans: int, **frames: torch.Tensor) -> None:
@@ -87,6 +90,10 @@ class MicronBERT(nn.Module):
         self.motion_head = MotionHead(c.dim) if c.has_motion_head else None
         if self.motion_head is not None:
             init_vit_weights(self.motion_head)
+        self.volatility_head = VolatilityHead(c.dim, c.ln_eps) if c.volatility_weight > 0 else None
+        if self.volatility_head is not None:
+            init_vit_weights(self.volatility_head)
+            self.volatility_head.reset_output()
         self.head = (RecognitionHead(self.head_features, c.num_classes, c.head_dropout, c.ln_eps)
                      if c.num_classes else None)
         self.fc = nn.Linear(c.dim, 1) if c.aux_head else None
@@ -116,6 +123,19 @@ class MicronBERT(nn.Module):
             raise ValueError("this model has no motion head: set motion_weight > 0 or head='motion' "
                              "(METHOD.md §10)")
         return self.motion_head(first_tokens[:, 1:], second_tokens[:, 1:])
+
+    def expected_change(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Log of each patch's expected mean squared change between frames (B, N), from one output of :meth:`encode`
+        (needs the volatility head: ``volatility_weight > 0``)."""
+        if self.volatility_head is None:
+            raise ValueError("this model has no volatility head: set volatility_weight > 0 (METHOD.md §11)")
+        return self.volatility_head(tokens[:, 1:])
+
+    def surprise(self, ref_tokens: torch.Tensor, swp_tokens: torch.Tensor,
+                 diagonal: torch.Tensor | None = None) -> torch.Tensor:
+        """Surprise map (B, N): :meth:`relative_change` weighted by the precision that :meth:`expected_change`
+        predicts from the reference frame (:func:`~micronbert.model.volatility.surprise_map`)."""
+        return surprise_map(self.relative_change(ref_tokens, swp_tokens, diagonal), self.expected_change(ref_tokens))
 
     def saliency(self, ref_tokens: torch.Tensor) -> torch.Tensor:
         """PoI saliency (B, N) of the reference frame, mean 1 per sample."""
@@ -151,8 +171,9 @@ class MicronBERT(nn.Module):
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Self-supervised step on a pair (I_t, I_{t+δ}).
 
-        Returns ``loss`` (= rec_loss + λ·agree_loss + motion_weight·motion_loss), ``rec_loss``, ``agree_loss``,
-        ``motion_loss`` (0 when the pretext term is off), ``pred`` (B, N, p·p·C),
+        Returns ``loss`` (= rec_loss + λ·agree_loss + motion_weight·motion_loss + volatility_weight·volatility_loss),
+        ``rec_loss``, ``agree_loss``, ``motion_loss`` and ``volatility_loss`` (0 when their terms are off), ``pred``
+        (B, N, p·p·C),
         ``swap_mask`` (B, N) bool, ``swapped`` (the corrupted I_{t/s}), ``dma_map`` (the DMA diagonal,
         (B, heads, N); :func:`micronbert.model.dma.change_map` turns it into the change map) and
         ``saliency`` (B, N).
@@ -194,8 +215,15 @@ class MicronBERT(nn.Module):
             motion_loss = (flow.float() - true_flow).pow(2).sum(-1).mean()
         else:
             motion_loss = torch.zeros((), device=frame_t.device)
-        loss = rec_loss + c.agree_weight * agree_loss + c.motion_weight * motion_loss
-        return {"loss": loss, "rec_loss": rec_loss, "agree_loss": agree_loss, "motion_loss": motion_loss, "pred": pred,
+        if c.volatility_weight > 0:
+            energy = patch_change_energy(frame_t, frame_t_delta, c.patch_size)
+            change_loss = volatility_loss(self.expected_change(ref_tokens), energy)
+        else:
+            change_loss = torch.zeros((), device=frame_t.device)
+        loss = (rec_loss + c.agree_weight * agree_loss + c.motion_weight * motion_loss
+                + c.volatility_weight * change_loss)
+        return {"loss": loss, "rec_loss": rec_loss, "agree_loss": agree_loss, "motion_loss": motion_loss,
+                "volatility_loss": change_loss, "pred": pred,
                 "swap_mask": swap_mask, "swapped": swapped, "dma_map": diagonal, "saliency": saliency}
 
     def reconstruction_loss(self, frame_t: torch.Tensor, pred: torch.Tensor,

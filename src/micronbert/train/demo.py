@@ -287,7 +287,7 @@ def _map_figures(folder: Path, model: MicronBERT, table: pd.DataFrame, pairs: Pa
         figure = pair_maps_figure(pairs.onsets[index], pairs.apexes[index], image["change"], image["saliency"],
                                   title=f"{name} ({classes[int(pairs.labels[index])]}): pre-trained μ-BERT; "
                                   "true AU regions outlined", truth=masks[index],
-                                  relative_change=image["relative_change"])
+                                  relative_change=image["relative_change"], surprise=image.get("surprise"))
         paths.append(str(save_figure_atomically(figure, folder / f"{name}.png")))
     return paths
 
@@ -354,11 +354,20 @@ def results_markdown(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
               f"weights, {shares['after']:.1%} after pre-training; of the relative change map (the drop of each "
               f"patch's DMA self-match against the onset compared with itself): {relative['before']:.1%} and "
               f"{relative['after']:.1%}.",
+              *_surprise_lines(pretraining),
               f"- Share of the PoI saliency's mass on the face (it covers {face['area_share']:.1%} of the patches): "
               f"{face['before']:.1%} with random weights, {face['after']:.1%} after pre-training.",
               "", "Figures: `confusion_matrices.png`, `training_curves.png`, `maps/`.",
               "", f"Total time: {seconds:.0f} s."]
     return "\n".join(lines) + "\n"
+
+
+def _surprise_lines(pretraining: dict[str, Any]) -> list[str]:
+    surprise = pretraining.get("surprise_map_on_au_regions")
+    if surprise is None:
+        return []
+    return [f"- The same for the surprise map (the relative change map weighted by the expected change, METHOD.md "
+            f"§11): {surprise['before']:.1%} and {surprise['after']:.1%}."]
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -402,6 +411,8 @@ def run_demo(out_dir: str | Path = "demo_out", config: DemoConfig | None = None,
                        "change_map_on_au_regions": _shares(before, after, "au", "change"),
                        "relative_change_map_on_au_regions": _shares(before, after, "au", "relative_change"),
                        "saliency_on_face": _shares(before, after, "face", "saliency")}
+        if "surprise" in after["au"]:
+            pretraining["surprise_map_on_au_regions"] = _shares(before, after, "au", "surprise")
         maps = _map_figures(out / "maps", pretrained, table, pairs, regions["au"], classes, config.maps)
         _confusion_figure(rows, classes, out / "confusion_matrices.png")
         _curves_figure(out / "pretrain", rec["copy_baseline_loss"], out / "training_curves.png")

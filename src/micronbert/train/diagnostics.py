@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import cv2
 import numpy as np
 import torch
 
+from micronbert.data.flow import optical_flow
 from micronbert.data.pairs import PairDataset, normalise_batch
 from micronbert.data.transforms import to_model_input
-from micronbert.model import MicronBERT, change_map
+from micronbert.model import MicronBERT, change_map, surprise_map
+from micronbert.model.volatility import patch_change_energy
 
 
 def patch_coverage(mask: np.ndarray, patch: int) -> np.ndarray:
@@ -28,42 +31,78 @@ def mass_share(values: np.ndarray, coverage: np.ndarray) -> float:
 MAPS = ("change", "relative_change", "saliency")
 
 
+def map_names(model: MicronBERT) -> tuple[str, ...]:
+    """The maps :func:`pair_maps` gives for ``model``: :data:`MAPS`, and ``surprise`` with a volatility head."""
+    return MAPS + (("surprise",) if model.volatility_head is not None else ())
+
+
 @torch.no_grad()
 def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 32
               ) -> dict[str, np.ndarray]:
     """Per-patch maps of uint8 (onset, apex) pairs, each (n, N): ``change`` (the DMA change map 1 − a/max a,
-    heads averaged), ``relative_change`` (:meth:`MicronBERT.relative_change`) and ``saliency`` (PoI).
+    heads averaged), ``relative_change`` (:meth:`MicronBERT.relative_change`), ``saliency`` (PoI) and, when the
+    model has a volatility head, ``surprise`` (:meth:`MicronBERT.surprise`).
 
     The onset takes the I_t slot and the apex the I_{t+δ} slot, as in recognition (METHOD.md §8).
     """
     model.eval()
-    maps: dict[str, list[np.ndarray]] = {name: [np.zeros((0, model.config.num_patches), np.float32)] for name in MAPS}
+    names = map_names(model)
+    maps: dict[str, list[np.ndarray]] = {name: [np.zeros((0, model.config.num_patches), np.float32)]
+                                         for name in names}
     for start in range(0, len(onsets), batch_size):
         apex_tokens = model.encode(to_model_input(apexes[start:start + batch_size]))
         onset_tokens = model.encode(to_model_input(onsets[start:start + batch_size]))
         _, diagonal = model.dma(apex_tokens, onset_tokens)
+        relative = model.relative_change(apex_tokens, onset_tokens, diagonal)
         maps["change"].append(change_map(diagonal).float().numpy())
-        maps["relative_change"].append(model.relative_change(apex_tokens, onset_tokens, diagonal).float().numpy())
+        maps["relative_change"].append(relative.float().numpy())
         maps["saliency"].append(model.saliency(apex_tokens).float().numpy())
+        if "surprise" in maps:
+            maps["surprise"].append(surprise_map(relative, model.expected_change(apex_tokens)).float().numpy())
     return {name: np.concatenate(parts) for name, parts in maps.items()}
 
 
 def region_mass_shares(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray,
                        regions: Mapping[str, Sequence[np.ndarray]]) -> dict[str, dict[str, float]]:
     """For each named region (one boolean (S, S) mask per pair, at the model input size): the mean share of the
-    mass of each map of :func:`pair_maps` (``change``, ``relative_change``, ``saliency``) on its patches, next
-    to the share of the image those patches cover (``area``: what a uniform map would give)."""
+    mass of each map of :func:`pair_maps` (``change``, ``relative_change``, ``saliency``, ``surprise``) on its
+    patches, next to the share of the image those patches cover (``area``: what a uniform map would give)."""
+    _check_counts(onsets, apexes, regions)
+    return maps_region_shares(pair_maps(model, onsets, apexes), regions, model.config.patch_size)
+
+
+def reference_change_maps(onsets: np.ndarray, apexes: np.ndarray, patch: int) -> dict[str, np.ndarray]:
+    """Change maps of uint8 (onset, apex) pairs that need no model, each (n, N), to compare the learned maps
+    with: ``pixel_change`` (mean squared difference per patch, in the model's normalised units) and
+    ``farneback_motion`` (length of the Farnebäck onset→apex flow averaged per patch, after removing its median over
+    the patches, which cancels a global head shift)."""
+    pixel = patch_change_energy(to_model_input(onsets), to_model_input(apexes), patch).numpy()
+    grid = onsets.shape[1] // patch, onsets.shape[2] // patch
+    motion = []
+    for onset, apex in zip(onsets, apexes):
+        cells = cv2.resize(optical_flow(onset, apex, "farneback"), grid[::-1], interpolation=cv2.INTER_AREA)
+        cells = cells.reshape(-1, 2)
+        motion.append(np.linalg.norm(cells - np.median(cells, axis=0), axis=1))
+    return {"pixel_change": pixel, "farneback_motion": np.stack(motion).astype(np.float32)}
+
+
+def maps_region_shares(maps: Mapping[str, np.ndarray], regions: Mapping[str, Sequence[np.ndarray]], patch: int
+                       ) -> dict[str, dict[str, float]]:
+    """For each named region (one boolean mask per pair) the mean share of each per-patch map's mass (maps (n, N))
+    on its patches, and ``area``, the mean share of the image those patches cover."""
+    shares = {}
+    for name, masks in regions.items():
+        coverages = [patch_coverage(np.asarray(mask, bool), patch) for mask in masks]
+        shares[name] = {kind: float(np.mean([mass_share(m, cov) for m, cov in zip(values, coverages)]))
+                        for kind, values in maps.items()}
+        shares[name]["area"] = float(np.mean([cov.mean() for cov in coverages]))
+    return shares
+
+
+def _check_counts(onsets: np.ndarray, apexes: np.ndarray, regions: Mapping[str, Sequence[np.ndarray]]) -> None:
     for name, masks in regions.items():
         if not len(masks) == len(onsets) == len(apexes):
             raise ValueError(f"got {len(onsets)} onsets, {len(apexes)} apexes and {len(masks)} {name} masks")
-    maps = pair_maps(model, onsets, apexes)
-    shares = {}
-    for name, masks in regions.items():
-        coverages = [patch_coverage(np.asarray(mask, bool), model.config.patch_size) for mask in masks]
-        shares[name] = {kind: float(np.mean([mass_share(m, cov) for m, cov in zip(maps[kind], coverages)]))
-                        for kind in MAPS}
-        shares[name]["area"] = float(np.mean([cov.mean() for cov in coverages]))
-    return shares
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ import torch
 from micronbert.data.frames import IMAGE_EXTENSIONS, frame_number, list_frames, read_frame
 from micronbert.data.transforms import to_model_input
 from micronbert.io import read_json_mapping
-from micronbert.model import MicronBERT, change_map, load, relative_change_map
+from micronbert.model import MicronBERT, change_map, load, relative_change_map, surprise_map
 from micronbert.train.finetune import resize_square
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -56,8 +56,8 @@ class Predictor:
 
     @torch.no_grad()
     def pair(self, onset: np.ndarray, apex: np.ndarray) -> dict[str, Any]:
-        """Probabilities (classes,), DMA change map (N,), relative change map (N,) and saliency (N,) of one uint8
-        RGB pair."""
+        """Probabilities (classes,), DMA change map (N,), relative change map (N,), saliency (N,) and, when the
+        model has a volatility head, surprise map (N,) of one uint8 RGB pair."""
         if onset.shape != apex.shape:
             raise ValueError(f"onset and apex images differ in size: {onset.shape[:2]} vs {apex.shape[:2]}")
         tokens = self.model.encode(to_model_input(np.stack([resize_square(apex, self.size),
@@ -65,9 +65,12 @@ class Predictor:
         apex_tokens, onset_tokens = tokens[:1], tokens[1:]
         out = self.model.recognize_tokens(apex_tokens, onset_tokens)
         relative = self.model.relative_change(apex_tokens, onset_tokens, out["dma_map"])
-        return {"probabilities": torch.softmax(out["logits"], dim=1)[0].numpy(),
+        maps = {"probabilities": torch.softmax(out["logits"], dim=1)[0].numpy(),
                 "change": change_map(out["dma_map"])[0].numpy(), "relative_change": relative[0].numpy(),
                 "saliency": out["saliency"][0].numpy()}
+        if self.model.volatility_head is not None:
+            maps["surprise"] = surprise_map(relative, self.model.expected_change(apex_tokens))[0].numpy()
+        return maps
 
     def find_apex(self, frames: Sequence[np.ndarray], batch_size: int = 16) -> tuple[int, np.ndarray]:
         """Index of the frame (after the first) that changes most against frame 0, and every frame's score
@@ -159,10 +162,10 @@ def _figure(predictor: Predictor, onset: np.ndarray, apex: np.ndarray, maps: dic
     grid = predictor.size // predictor.model.config.patch_size
     onset_small, apex_small = resize_square(onset, predictor.size), resize_square(apex, predictor.size)
     image = {kind: patch_map_to_image(maps[kind], grid, grid, predictor.size, predictor.size)
-             for kind in ("change", "relative_change", "saliency")}
+             for kind in ("change", "relative_change", "saliency", "surprise") if kind in maps}
     figure = pair_maps_figure(onset_small, apex_small, image["change"], image["saliency"], title=title,
                               probabilities=maps["probabilities"].tolist(), class_names=predictor.class_names,
-                              relative_change=image["relative_change"])
+                              relative_change=image["relative_change"], surprise=image.get("surprise"))
     return save_figure_atomically(figure, path)
 
 

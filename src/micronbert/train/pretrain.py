@@ -155,7 +155,8 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-LOSS_KEYS = ("loss", "rec_loss", "agree_loss", "motion_loss")  # summed per step, logged as interval means
+# summed per step, logged as interval means
+LOSS_KEYS = ("loss", "rec_loss", "agree_loss", "motion_loss", "volatility_loss")
 SECTIONS = {"model": ModelSection, "data": PairDataConfig, "optim": OptimSection, "train": TrainSection}
 
 
@@ -450,7 +451,7 @@ class Pretrainer:
 
     def train_step(self, frame_t: torch.Tensor, frame_d: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """One optimiser step on this process's share of a global batch; returns the summed chunk losses
-        (loss, rec_loss, agree_loss, motion_loss) and the last chunk's outputs."""
+        (:data:`LOSS_KEYS`) and the last chunk's outputs."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, self.config.optim, self.train.steps)
         accum = self.train.accum_steps

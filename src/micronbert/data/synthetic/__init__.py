@@ -16,6 +16,7 @@ from .actions import (
     CASME2_EMOTION_BY_CLASS,
     CLASS_AU_COMBINATIONS,
     CLASSES,
+    DEFAULT_AMPLITUDE,
     ActionUnit,
     AUComponent,
     FrameTiming,
@@ -43,7 +44,8 @@ from .writers import (
 
 __all__ = [
     "ACTION_UNITS", "ANCHOR_NAMES", "AUComponent", "ActionUnit", "Background", "CASME2_EMOTION_BY_CLASS",
-    "CLASSES", "CLASS_AU_COMBINATIONS", "CODING_COLUMNS", "CODING_SHEET", "FaceLayers", "FaceModel",
+    "CLASSES", "CLASS_AU_COMBINATIONS", "CODING_COLUMNS", "CODING_SHEET", "DEFAULT_AMPLITUDE", "FaceLayers",
+    "FaceModel",
     "FramePair", "FrameTiming", "HeadPose", "IBUG_ANCHORS", "MicroExpression", "NuisanceConfig", "NuisanceTrack",
     "PhotoFace", "RenderedClip", "Scene", "SynthConfig", "SyntheticDataset", "SyntheticFace", "casme2_emotion",
     "format_action_units", "jpeg_roundtrip", "make_pair", "read_clip_masks", "render_clip", "render_nuisance",
