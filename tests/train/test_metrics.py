@@ -13,6 +13,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 import micronbert.metrics as public
 from micronbert.train.metrics import (
     FoldPredictions,
+    balanced_class_weights,
     confusion_matrix,
     per_dataset_metrics,
     pooled_metrics,
@@ -220,3 +221,12 @@ def test_csv_and_json_hold_the_same_predictions(tmp_path):
     assert document["folds"][2]["y_pred"] == [0, 1, 1]
     assert document["metrics"]["recall_per_class"] == [1.0, None]
     assert document["metrics"]["uf1"] == pytest.approx(0.5)
+
+
+def test_balanced_class_weights_make_every_present_class_count_equally():
+    labels = np.array([0, 0, 0, 0, 1, 3, 3, 3])
+    weights = balanced_class_weights(labels, 5)
+    totals = np.bincount(labels, weights=weights[labels], minlength=5)
+    assert totals[[0, 1, 3]] == pytest.approx([8 / 3] * 3) and totals[[2, 4]].tolist() == [0.0, 0.0]
+    assert weights[[2, 4]].tolist() == [0.0, 0.0]
+    assert balanced_class_weights([1, 0, 1, 0], 2).tolist() == [1.0, 1.0]

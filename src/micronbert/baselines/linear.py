@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from micronbert.train.metrics import balanced_class_weights
+
 
 def check_positive_int(name: str, value: object) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (bools refused)."""
@@ -58,13 +60,9 @@ class LinearReadout:
         return self._weight is not None
 
     def _class_weights(self, labels: torch.Tensor) -> torch.Tensor:
-        counts = torch.bincount(labels, minlength=self.num_classes).double()
-        if not self.config.balanced:
-            return (counts > 0).double()
-        present = int((counts > 0).sum())
-        weights = torch.zeros(self.num_classes, dtype=torch.float64)
-        weights[counts > 0] = len(labels) / (present * counts[counts > 0])
-        return weights
+        if self.config.balanced:
+            return torch.from_numpy(balanced_class_weights(labels.numpy(), self.num_classes))
+        return (torch.bincount(labels, minlength=self.num_classes) > 0).double()
 
     def fit(self, features: np.ndarray, labels: Sequence[int]) -> LinearReadout:
         """Fit on a (N, D) feature matrix and N integer labels in [0, num_classes); returns self."""

@@ -36,6 +36,7 @@ from micronbert.data.frames import frame_path, read_frame
 from micronbert.data.table import sample_key
 from micronbert.data.transforms import to_model_input
 from micronbert.model import MicronBERT, create_model, load, save
+from micronbert.train.metrics import balanced_class_weights
 from micronbert.train.token_cache import CacheStats, TokenCache, default_cache_dir
 from micronbert.io import config_from_yaml, dataclass_from_mapping, read_json_mapping, write_json_atomically
 
@@ -272,12 +273,8 @@ def paired_augment(onset: torch.Tensor, apex: torch.Tensor, config: AugmentConfi
 
 # ------------------------------------------------------------------------------------------- model
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
-    """Inverse-frequency weights n / (classes present · n_c); 0 for classes absent from ``labels``."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(num_classes)
-    weights[present] = len(labels) / (present.sum() * counts[present])
-    return torch.tensor(weights, dtype=torch.float32)
+    """:func:`~micronbert.train.metrics.balanced_class_weights` as a float32 tensor for the cross-entropy."""
+    return torch.tensor(balanced_class_weights(labels, num_classes), dtype=torch.float32)
 
 
 def build_model(config: FinetuneConfig, num_classes: int, pretrained: bool = True) -> MicronBERT:

@@ -67,6 +67,16 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
     return flat.reshape(num_classes, num_classes).astype(np.int64)
 
 
+def balanced_class_weights(labels: Any, num_classes: int) -> np.ndarray:
+    """Inverse-frequency class weights n / (classes present · n_c), 0 for classes absent from ``labels``: a loss
+    weighted by them counts every present class equally, as UAR and UF1 do. float64 (num_classes,)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
 def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray, empty_value: float) -> np.ndarray:
     ratio = np.full(numerator.shape, empty_value, dtype=np.float64)
     np.divide(numerator, denominator, out=ratio, where=denominator > 0)

@@ -3,8 +3,8 @@
 From two images (onset, apex) or from a clip (a folder of numbered frames or a video file). For a clip the
 apex is found automatically: every frame is compared with the first (onset) frame by DMA, and the frame whose
 change is largest (the largest mean of the relative change map, :func:`apex_scores`) is taken. Each sample gets
-a picture (onset, apex, DMA change map, relative change map and PoI saliency over the face, probabilities as
-bars) and a JSON-ready record.
+a picture (onset, apex, DMA change map, relative change map, the surprise map when the model has a volatility
+head, and PoI saliency over the face, probabilities as bars) and a JSON-ready record.
 """
 from __future__ import annotations
 
