@@ -31,11 +31,6 @@ def mass_share(values: np.ndarray, coverage: np.ndarray) -> float:
 MAPS = ("change", "relative_change", "saliency")
 
 
-def map_names(model: MicronBERT) -> tuple[str, ...]:
-    """The maps :func:`pair_maps` gives for ``model``: :data:`MAPS`, and ``surprise`` with a volatility head."""
-    return MAPS + (("surprise",) if model.volatility_head is not None else ())
-
-
 @torch.no_grad()
 def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 32
               ) -> dict[str, np.ndarray]:
@@ -46,7 +41,7 @@ def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_s
     The onset takes the I_t slot and the apex the I_{t+δ} slot, as in recognition (METHOD.md §8).
     """
     model.eval()
-    names = map_names(model)
+    names = MAPS + (("surprise",) if model.volatility_head is not None else ())
     maps: dict[str, list[np.ndarray]] = {name: [np.zeros((0, model.config.num_patches), np.float32)]
                                          for name in names}
     for start in range(0, len(onsets), batch_size):
