@@ -1,5 +1,6 @@
 """Files in and out: atomic writes (a temporary file in the target's folder, renamed into place, so a crash
-never leaves a half-written result), YAML configuration mappings, and dataclasses built from them."""
+never leaves a half-written result), YAML configuration mappings, dataclasses built from them, and a check of
+their integer fields."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def write_text_atomically(path: str | os.PathLike[str], text: str) -> Path:

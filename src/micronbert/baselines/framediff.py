@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from micronbert.baselines.linear import LinearReadoutConfig, PairFeatureClassifier, check_positive_int
+from micronbert.baselines.linear import LinearReadoutConfig, PairFeatureClassifier
 from micronbert.data.flow import to_grey
+from micronbert.io import check_positive_int
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from micronbert.io import check_positive_int
 from micronbert.train.metrics import balanced_class_weights
-
-
-def check_positive_int(name: str, value: object) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from micronbert.io import check_positive_int
+
 FlowMethod = Literal["auto", "tvl1", "dis", "farneback"]
 FLOW_METHODS: tuple[str, ...] = ("auto", "tvl1", "dis", "farneback")
 MIN_FLOW_SIZE = 16  # DIS refuses frames below 12 pixels a side; keep a margin
@@ -166,8 +168,7 @@ def flow_features(
     Raises:
         ValueError: frames differ in shape or layout, or size < 1.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+    check_positive_int("size", size)
     flow = optical_flow(onset, apex, method)
     u, v = flow[..., 0], flow[..., 1]
     channels = (u, v, optical_strain(u, v))

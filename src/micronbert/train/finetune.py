@@ -38,7 +38,8 @@ from micronbert.data.transforms import to_model_input
 from micronbert.model import MicronBERT, create_model, load, save
 from micronbert.train.metrics import balanced_class_weights
 from micronbert.train.token_cache import CacheStats, TokenCache, default_cache_dir
-from micronbert.io import config_from_yaml, dataclass_from_mapping, read_json_mapping, write_json_atomically
+from micronbert.io import (check_positive_int, config_from_yaml, dataclass_from_mapping, read_json_mapping,
+                           write_json_atomically)
 
 MODES = ("finetune", "frozen")
 FROZEN_TRAIN = ("dma+head", "head")
@@ -114,9 +115,7 @@ class FinetuneConfig:
             raise ValueError(f"frozen_train must be one of {FROZEN_TRAIN}, got {self.frozen_train!r}")
         for name in ("epochs", "batch_size", "encode_batch_size", "ststnet_epochs", "framediff_size",
                      "flowgrid_cells"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         for name in ("flow_method", "flowgrid_method"):
             if getattr(self, name) not in FLOW_METHODS:
                 raise ValueError(f"{name} must be one of {FLOW_METHODS}, got {getattr(self, name)!r}")
