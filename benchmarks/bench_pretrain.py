@@ -16,6 +16,7 @@
     python benchmarks/bench_pretrain.py                      # CPU: modest sizes, ~3 min of pre-training
     python benchmarks/bench_pretrain.py --au-seconds 600 --gpu-batch 256
     python benchmarks/bench_pretrain.py --au-steps 1500 --skip-throughput --set detach_saliency=true
+    python benchmarks/bench_pretrain.py --au-steps 1500 --skip-throughput --faces 40 8   # more faces, more held out
     python benchmarks/bench_pretrain.py --au-steps 3000 --skip-throughput --au-model official-small --au-device cuda
 """
 from __future__ import annotations
@@ -45,6 +46,9 @@ from micronbert.train.diagnostics import (maps_region_shares, reconstruction_on_
                                           reference_change_maps, region_mass_shares)
 from micronbert.train.pretrain import (DistributedContext, PretrainConfig, Pretrainer,  # noqa: E402
                                        pretrain)
+
+DEFAULT_FACES = (10, 2)  # training and held-out faces of the AU experiment
+FIRST_HELD_OUT = 10  # held-out faces are videos 11, 12, ... whatever the number of training faces
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets.
 BF16_PEAK = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12, "L40S": 362.1e12}
@@ -191,18 +195,24 @@ def evaluate(model: MicronBERT, splits: dict[str, tuple[list, object]]) -> dict[
 
 def au_experiment(seconds: float, steps: int | None, work: Path, overrides: dict[str, object],
                   amplitude: tuple[float, float] = DEFAULT_AMPLITUDE, model_name: str = "tiny",
-                  device: str = "cpu") -> dict[str, object]:
+                  device: str = "cpu", faces: tuple[int, int] = DEFAULT_FACES) -> dict[str, object]:
     """Pre-train ``model_name`` (with ``overrides`` of its ModelConfig) on ``device`` for ``steps`` steps, or as many
-    as fit in about ``seconds``, on synthetic video drawn at the model's input size (10 faces: 5 as .mp4, 5 as JPEG
-    folders; expressions of ``amplitude`` × the face width) and compare maps and losses before/after on those videos
-    and on 2 held-out faces."""
+    as fit in about ``seconds``, on synthetic video drawn at the model's input size (``faces[0]`` faces, one video
+    each, half as .mp4 and half as JPEG folders; expressions of ``amplitude`` × the face width) and compare maps and
+    losses before/after on those videos and on ``faces[1]`` held-out faces (the same faces for any ``faces[0]``)."""
     model_config = named_config(model_name, **overrides)
     size = model_config.img_size
+    training, held = faces
+    held_indices = range(FIRST_HELD_OUT, FIRST_HELD_OUT + held)
+    beyond = held_indices.stop + max(0, training - FIRST_HELD_OUT)
+    train_indices = [*range(min(training, FIRST_HELD_OUT)), *range(held_indices.stop, beyond)]
     synth = write_synthetic_dataset(work / "synthetic", SynthConfig(
-        seed=0, subjects=0, unlabeled_videos=12, unlabeled_frames=300, size=size, fps=200, write_mp4=True,
-        expressions_per_second=3.0, amplitude=amplitude))
-    train_sources = [str(p) for p in synth.videos[:5]] + [str(p) for p in synth.frame_folders[5:10]]
-    held_out = [str(p) for p in synth.frame_folders[10:]]
+        seed=0, subjects=0, unlabeled_videos=beyond, unlabeled_frames=300,
+        size=size, fps=200, write_mp4=True, expressions_per_second=3.0, amplitude=amplitude))
+    half = training // 2
+    train_sources = ([str(synth.videos[i]) for i in train_indices[:half]]
+                     + [str(synth.frame_folders[i]) for i in train_indices[half:]])
+    held_out = [str(synth.frame_folders[i]) for i in held_indices]
     ground_truth = json.loads(synth.unlabeled_ground_truth_json.read_text())
     data = {"sources": train_sources, "folder_fps": 200, "cache_dir": str(work / "cache_au")}
     splits = {}
@@ -231,7 +241,7 @@ def au_experiment(seconds: float, steps: int | None, work: Path, overrides: dict
              for name, (pairs, _) in splits.items()}
     return {"model": model_name, "img_size": size, "device": device, "steps": steps,
             "train_seconds": summary["seconds"], "global_batch": 32, "overrides": overrides,
-            "amplitude": list(amplitude), "areas": areas,
+            "amplitude": list(amplitude), "faces": list(faces), "areas": areas,
             "before": before, "after": after}
 
 
@@ -241,6 +251,13 @@ def model_override(value: str) -> tuple[str, object]:
     if not sep or not field_name:
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {value!r}")
     return field_name, yaml.safe_load(raw)
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
 
 
 def main() -> None:
@@ -258,6 +275,9 @@ def main() -> None:
     parser.add_argument("--amplitude", type=float, nargs=2, default=DEFAULT_AMPLITUDE, metavar=("LOW", "HIGH"),
                         help="apex displacement of the AU experiment's expressions, fractions of the face width "
                         "(default: the generator's %(default)s)")
+    parser.add_argument("--faces", type=positive_int, nargs=2, default=DEFAULT_FACES,
+                        metavar=("TRAINING", "HELD_OUT"), help="faces (one video each) the AU experiment pre-trains "
+                        "on and holds out (default: %(default)s)")
     parser.add_argument("--au-model", default="tiny", help="model of the AU experiment (default: tiny, 64 px; its "
                         "videos are drawn at the model's input size)")
     parser.add_argument("--au-device", default="cpu", help="device of the AU experiment's pre-training (cpu, cuda)")
@@ -275,7 +295,8 @@ def main() -> None:
             rows.append(throughput("official-small", args.gpu_batch, args.gpu_steps, "cuda", max(args.workers, 8),
                                    args.compile, work))
         au = None if args.skip_au else au_experiment(args.au_seconds, args.au_steps, work, dict(args.overrides),
-                                                     tuple(args.amplitude), args.au_model, args.au_device)
+                                                     tuple(args.amplitude), args.au_model, args.au_device,
+                                                     tuple(args.faces))
     payload = {"machine": machine_info(), "throughput": rows, "au_experiment": au}
     columns = ["model", "device", "batch", "img_size", "bf16", "workers", "data_samples_per_s",
                "model_samples_per_s", "pipeline_samples_per_s", "train_gflop_per_sample", "model_tflops",
@@ -290,7 +311,8 @@ def main() -> None:
         changed = ", ".join(f"{k}={v}" for k, v in au["overrides"].items()) or "none"
         markdown += ["", f"## `{au['model']}` ({au['img_size']} px) pre-trained {au['steps']} steps on {au['device']} "
                      f"({au['train_seconds']:.0f} s, batch 32) on "
-                     f"synthetic unlabeled video (model overrides: {changed}; expressions of "
+                     f"synthetic unlabeled video of {au['faces'][0]} faces, {au['faces'][1]} more held out (model "
+                     f"overrides: {changed}; expressions of "
                      "{:.1%}–{:.1%} of the face width)".format(*au["amplitude"]), "",
                      "Change-map mass share on the true AU regions and on the moving background of the "
                      "videos' (onset, apex) pairs, next to the share of patches those regions cover (what a "
@@ -324,6 +346,8 @@ def main() -> None:
         changes.append(args.au_model)
     if tuple(args.amplitude) != DEFAULT_AMPLITUDE:
         changes.append("amplitude-{}-{}".format(*args.amplitude))
+    if tuple(args.faces) != DEFAULT_FACES:
+        changes.append("faces-{}-{}".format(*args.faces))
     name = "_".join(["bench_pretrain"] + changes)  # runs with other settings kept apart
     json_path, md_path = write_results(name, payload, "\n".join(markdown) + "\n")
     print(md_path.read_text())

@@ -359,6 +359,13 @@ def test_unlabeled_videos_decode_to_the_right_frame_count_and_size(dataset):
     assert all(a["offset"] < b["onset"] for a, b in zip(events, events[1:]))
 
 
+def test_unlabeled_video_files_are_the_same_bytes_on_every_run(tmp_path):
+    config = SynthConfig(seed=3, subjects=0, unlabeled_videos=1, unlabeled_frames=60, size=160,
+                         write_frame_folders=False)
+    encodings = {write_synthetic_dataset(tmp_path / f"run{run}", config).videos[0].read_bytes() for run in range(4)}
+    assert len(encodings) == 1
+
+
 def test_writer_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not an empty folder"):

@@ -24,6 +24,9 @@ def test_named_configurations():
         micronbert.create_model("tiny", dma_quer="swapped")
     with pytest.raises(ValueError, match="dma_query"):
         micronbert.create_model("tiny", dma_query="both")
+    for bad in (0, 2.5, "96", True):
+        with pytest.raises(ValueError, match=f"dim must be a positive integer, got {bad!r}"):
+            micronbert.create_model("tiny", dim=bad)
 
 
 def test_config_from_yaml(tmp_path):

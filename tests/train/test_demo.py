@@ -124,6 +124,7 @@ def test_verdict_claims_only_against_the_named_methods_and_reports_the_others():
     ({"subjects": 1}, "at least 2 subjects"),
     ({"finetune": {"weights": "x"}}, "set by the demo"),
     ({"finetune": {"epochs": 0}}, "epochs must be a positive integer"),
+    ({"pretrain_steps": 10.5}, "pretrain_steps must be a positive integer, got 10.5"),
     ({"amplitude": (0.05, 0.01)}, "amplitude"),
     ({"pretrain_lr": 0.0}, "pretrain_lr must lie in"),
     ({"pretrain_lr": 1e-6}, "schedule decays to"),

@@ -90,6 +90,8 @@ def test_yaml_config_with_dotted_overrides(tmp_path, clips):
     (["optim.warmup_steps=-1"], "warmup_steps and clip_grad must be >= 0"),
     (["optim.betas=[0.9, 1.0]"], r"optim.betas must be two numbers in \[0, 1\)"),
     (["train.steps=0"], "train.steps must be a positive integer"),
+    (["train.steps=2.5"], "train.steps must be a positive integer, got 2.5"),
+    (["train.keep_last=three"], "train.keep_last must be a positive integer, got 'three'"),
     (["train.device=tpu"], "train.device must be auto, cpu or cuda"),
     (["optim=3"], "section optim must be a mapping"),
     (["optim.lr=[1"], "value is not valid YAML"),

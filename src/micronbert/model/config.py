@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..io import config_from_yaml
+from ..io import check_positive_int, config_from_yaml
 
 DMA_QUERIES = ("reference", "swapped")
 POI_MODES = ("saliency", "off")
@@ -123,8 +123,7 @@ class ModelConfig:
         _choice("head", self.head, HEADS)
         for name in ("img_size", "patch_size", "in_chans", "dim", "depth", "heads", "mlp_dim", "decoder_dim",
                      "decoder_depth", "decoder_heads", "decoder_mlp_dim", "dma_heads", "swap_min_block"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            check_positive_int(name, getattr(self, name))
         if self.decoder_residual and self.norm_pix_loss:
             raise ValueError("decoder_residual needs norm_pix_loss off (the residual is added in pixel space)")
         if self.img_size % self.patch_size:

@@ -33,8 +33,8 @@ from micronbert.data.datasets import get_scheme
 from micronbert.data.pairs import PairDataConfig, build_pair_dataset
 from micronbert.data.synthetic import SynthConfig, read_clip_masks, write_synthetic_dataset
 from micronbert.data.synthetic.writers import CASME2_DIR, UNLABELED_DIR
-from micronbert.io import (claim_folder, config_from_yaml, dataclass_from_mapping, write_json_atomically,
-                           write_text_atomically)
+from micronbert.io import (check_positive_int, claim_folder, config_from_yaml, dataclass_from_mapping,
+                           write_json_atomically, write_text_atomically)
 from micronbert.model import MicronBERT, create_model, load, named_config
 from micronbert.train.diagnostics import pair_maps, reconstruction_on_dataset, region_mass_shares
 from micronbert.train.finetune import FinetuneConfig, PairData, load_pairs
@@ -107,8 +107,7 @@ class DemoConfig:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
         for name in ("pretrain_steps", "pretrain_batch", "subjects", "clips_per_subject", "unlabeled_videos"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            check_positive_int(name, getattr(self, name))
         if self.subjects < 2:
             raise ValueError(f"leave-one-subject-out needs at least 2 subjects, got {self.subjects}")
         if not PRETRAIN_MIN_LR <= self.pretrain_lr < 1:

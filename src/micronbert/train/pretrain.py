@@ -68,7 +68,7 @@ from ..data.pairs import (DataReport, FaceCropper, PairDataConfig, PairDataset, 
 from ..data.transforms import to_uint8
 from ..model import MicronBERT, change_map, create_model, load, reconstruct_images, save
 from .checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint, step_checkpoints
-from ..io import write_json_atomically
+from ..io import check_positive_int, write_json_atomically
 
 
 # ------------------------------------------------------------------------------------------ configuration
@@ -131,8 +131,7 @@ class TrainSection:
     def __post_init__(self) -> None:
         for name in ("steps", "global_batch", "accum_steps", "log_every", "checkpoint_every", "keep_last",
                      "preview_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"train.{name} must be a positive integer, got {getattr(self, name)!r}")
+            check_positive_int(f"train.{name}", getattr(self, name))
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"train.checkpoint_every ({self.checkpoint_every}) must be a multiple of "
                              f"train.log_every ({self.log_every})")

@@ -271,17 +271,22 @@ def _video_expressions(rng: np.random.Generator, config: SynthConfig) -> list[Mi
 
 
 def _tee_to_video(frames: Iterator[np.ndarray], path: Path, fps: int, size: int) -> Iterator[np.ndarray]:
-    """Pass frames through while encoding them into an .mp4 (H.264 when available, else MPEG-4 part 2)."""
+    """Pass frames through while encoding them into an .mp4 (H.264 when available, else MPEG-4 part 2), the same
+    bytes on every run: x264 runs without its assembly routines (with them, this PyAV build's x264 encodes the same
+    frames differently from run to run at some frame sizes, whatever its thread count)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = video_codec()
     tmp = path.with_name(f".{path.name}.tmp")
+    time_base = Fraction(1, fps)
     with av.open(str(tmp), mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "veryfast"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "asm=0"}
+        for index, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = index, time_base
+            container.mux(stream.encode(picture))
             yield frame
         container.mux(stream.encode(None))
     os.replace(tmp, path)
