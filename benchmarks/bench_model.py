@@ -9,6 +9,7 @@ against the package's. Results go to benchmarks/results/.
 
     python benchmarks/bench_model.py            # CPU (and GPU when available)
     python benchmarks/bench_model.py --quick    # fewer repetitions
+    python benchmarks/bench_model.py --quick --skip-cpu   # the GPU rows alone (benchmarks/gpu_session.sh)
 """
 from __future__ import annotations
 
@@ -210,12 +211,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--cpu-batch", type=int, default=8)
+    parser.add_argument("--skip-cpu", action="store_true", help="only the GPU rows (for a short device session)")
     args = parser.parse_args()
+    if args.skip_cpu and not torch.cuda.is_available():
+        parser.error("--skip-cpu leaves nothing to measure on a machine without a GPU")
     repeats = 3 if args.quick else 5
     rows = []
     cpu = torch.device("cpu")
-    rows.append(bench_case("tiny", 32, cpu, repeats * 4))  # milliseconds per call: more repeats against jitter
-    rows.append(bench_case("official-small", args.cpu_batch, cpu, repeats))
+    if not args.skip_cpu:
+        rows.append(bench_case("tiny", 32, cpu, repeats * 4))  # milliseconds per call: more repeats against jitter
+        rows.append(bench_case("official-small", args.cpu_batch, cpu, repeats))
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
         torch.backends.cuda.matmul.allow_tf32 = True

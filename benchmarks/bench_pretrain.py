@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -208,13 +209,15 @@ def au_experiment(seconds: float, steps: int | None, work: Path, overrides: dict
     train_indices = [*range(min(training, FIRST_HELD_OUT)), *range(held_indices.stop, beyond)]
     synth = write_synthetic_dataset(work / "synthetic", SynthConfig(
         seed=0, subjects=0, unlabeled_videos=beyond, unlabeled_frames=300,
-        size=size, fps=200, write_mp4=True, expressions_per_second=3.0, amplitude=amplitude))
+        size=size, fps=200, write_mp4=True, expressions_per_second=3.0, amplitude=amplitude),
+        workers=min(os.cpu_count() or 1, beyond), progress=True)
     half = training // 2
     train_sources = ([str(synth.videos[i]) for i in train_indices[:half]]
                      + [str(synth.frame_folders[i]) for i in train_indices[half:]])
     held_out = [str(synth.frame_folders[i]) for i in held_indices]
     ground_truth = json.loads(synth.unlabeled_ground_truth_json.read_text())
-    data = {"sources": train_sources, "folder_fps": 200, "cache_dir": str(work / "cache_au")}
+    data = {"sources": train_sources, "folder_fps": 200, "cache_dir": str(work / "cache_au"),
+            "num_workers": min(8, os.cpu_count() or 1) if device.startswith("cuda") else 0}
     splits = {}
     for split, sources in (("training videos", train_sources), ("held-out faces", held_out)):
         dataset, _ = build_pair_dataset(PairDataConfig(sources=sources, folder_fps=200), size, seed=99)
@@ -234,9 +237,9 @@ def au_experiment(seconds: float, steps: int | None, work: Path, overrides: dict
                                                  "preview_every": steps,
                                                  "device": device, "progress": True}})
     torch.manual_seed(config.train.seed)
-    before = evaluate(create_model(model_name, **overrides), splits)
+    before = evaluate(create_model(model_name, **overrides).to(device), splits)
     summary = pretrain(config)
-    after = evaluate(load(work / "au_run" / "model"), splits)
+    after = evaluate(load(work / "au_run" / "model").to(device), splits)
     areas = {name: {"pairs": len(pairs)} | reference_shares(pairs, model_config.patch_size)
              for name, (pairs, _) in splits.items()}
     return {"model": model_name, "img_size": size, "device": device, "steps": steps,
@@ -272,6 +275,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model on the GPU")
     parser.add_argument("--skip-au", action="store_true", help="only the throughput rows")
     parser.add_argument("--skip-throughput", action="store_true", help="only the AU experiment")
+    parser.add_argument("--skip-cpu", action="store_true", help="no CPU throughput rows (for a short device session)")
     parser.add_argument("--amplitude", type=float, nargs=2, default=DEFAULT_AMPLITUDE, metavar=("LOW", "HIGH"),
                         help="apex displacement of the AU experiment's expressions, fractions of the face width "
                         "(default: the generator's %(default)s)")
@@ -285,10 +289,12 @@ def main() -> None:
                         metavar="FIELD=VALUE", help="ModelConfig field of the AU experiment's tiny model, the value "
                         "read as YAML, e.g. --set detach_saliency=true (repeatable)")
     args = parser.parse_args()
+    if args.skip_cpu and args.skip_au and not torch.cuda.is_available():
+        parser.error("--skip-cpu with --skip-au leaves nothing to measure on a machine without a GPU")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as folder:
         work = Path(folder)
-        if not args.skip_throughput:
+        if not (args.skip_throughput or args.skip_cpu):
             rows.append(throughput("tiny", 32, args.cpu_steps * 4, "cpu", args.workers, False, work))
             rows.append(throughput("official-small", 4, args.cpu_steps, "cpu", args.workers, False, work))
         if torch.cuda.is_available() and not args.skip_throughput:

@@ -59,7 +59,7 @@ def _synth(args: argparse.Namespace) -> int:
                          classes=args.classes, size=args.size, fps=args.fps, nuisance_strength=args.nuisance,
                          amplitude=tuple(args.amplitude), unlabeled_videos=args.videos,
                          unlabeled_frames=args.video_frames)
-    dataset = write_synthetic_dataset(args.out, config)
+    dataset = write_synthetic_dataset(args.out, config, workers=args.workers, progress=not args.quiet)
     print(f"wrote {dataset.n_clips} labelled clips under {dataset.casme2_root} and {len(dataset.videos)} "
           f"unlabeled video(s) under {dataset.unlabeled_root}")
     return 0
@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--videos", type=int, default=2, help="number of unlabeled videos")
     synth.add_argument("--video-frames", type=int, default=400, help="frames per unlabeled video")
     synth.add_argument("--seed", type=int, default=0, help="the same seed gives the same dataset (default 0)")
+    synth.add_argument("--workers", type=int, default=1,
+                       help="processes rendering subjects and videos in parallel; the output does not depend on it "
+                       "(default 1)")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(run=_synth)
 
     prepare = commands.add_parser("prepare", help="read a dataset as received, crop faces, write the sample table",

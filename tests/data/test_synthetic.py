@@ -366,6 +366,32 @@ def test_unlabeled_video_files_are_the_same_bytes_on_every_run(tmp_path):
     assert len(encodings) == 1
 
 
+def test_parallel_workers_write_the_same_dataset_as_one_process(tmp_path):
+    config = SynthConfig(seed=5, subjects=2, clips_per_subject=2, unlabeled_videos=2, unlabeled_frames=20, size=64)
+    serial = write_synthetic_dataset(tmp_path / "serial", config)
+    parallel = write_synthetic_dataset(tmp_path / "parallel", config, workers=2)
+
+    def files(root):
+        return {p.relative_to(root): p for p in root.rglob("*") if p.is_file()}
+
+    serial_files, parallel_files = files(serial.root), files(parallel.root)
+    assert serial_files.keys() == parallel_files.keys()
+    assert len(serial_files) > 20
+    sheet = serial.coding_sheet.relative_to(serial.root)  # openpyxl stamps the save time into the workbook
+    for name, path in serial_files.items():
+        if name != sheet:
+            assert path.read_bytes() == parallel_files[name].read_bytes(), name
+    cells = [list(openpyxl.load_workbook(d.coding_sheet).active.values) for d in (serial, parallel)]
+    assert cells[0] == cells[1] and len(cells[0]) == 1 + 4
+
+
+def test_writer_refuses_a_bad_worker_count(tmp_path):
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="workers must be a positive integer"):
+            write_synthetic_dataset(tmp_path / "out", SMALL, workers=bad)
+    assert not any(tmp_path.iterdir())
+
+
 def test_writer_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not an empty folder"):

@@ -31,6 +31,11 @@ def mass_share(values: np.ndarray, coverage: np.ndarray) -> float:
 MAPS = ("change", "relative_change", "saliency")
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's parameters (the diagnostics run where the model is)."""
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 32
               ) -> dict[str, np.ndarray]:
@@ -41,19 +46,20 @@ def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_s
     The onset takes the I_t slot and the apex the I_{t+δ} slot, as in recognition (METHOD.md §8).
     """
     model.eval()
+    device = model_device(model)
     names = MAPS + (("surprise",) if model.volatility_head is not None else ())
     maps: dict[str, list[np.ndarray]] = {name: [np.zeros((0, model.config.num_patches), np.float32)]
                                          for name in names}
     for start in range(0, len(onsets), batch_size):
-        apex_tokens = model.encode(to_model_input(apexes[start:start + batch_size]))
-        onset_tokens = model.encode(to_model_input(onsets[start:start + batch_size]))
+        apex_tokens = model.encode(to_model_input(apexes[start:start + batch_size]).to(device))
+        onset_tokens = model.encode(to_model_input(onsets[start:start + batch_size]).to(device))
         _, diagonal = model.dma(apex_tokens, onset_tokens)
         relative = model.relative_change(apex_tokens, onset_tokens, diagonal)
-        maps["change"].append(change_map(diagonal).float().numpy())
-        maps["relative_change"].append(relative.float().numpy())
-        maps["saliency"].append(model.saliency(apex_tokens).float().numpy())
+        maps["change"].append(change_map(diagonal).float().cpu().numpy())
+        maps["relative_change"].append(relative.float().cpu().numpy())
+        maps["saliency"].append(model.saliency(apex_tokens).float().cpu().numpy())
         if "surprise" in maps:
-            maps["surprise"].append(surprise_map(relative, model.expected_change(apex_tokens)).float().numpy())
+            maps["surprise"].append(surprise_map(relative, model.expected_change(apex_tokens)).float().cpu().numpy())
     return {name: np.concatenate(parts) for name, parts in maps.items()}
 
 
@@ -114,6 +120,7 @@ def reconstruction_vs_copy(model: MicronBERT, frame_t: torch.Tensor, frame_d: to
 def reconstruction_on_dataset(model: MicronBERT, dataset: PairDataset, count: int = 64) -> dict[str, float]:
     """:func:`reconstruction_vs_copy` on ``count`` pairs spread evenly over a pre-training pair dataset."""
     items = [dataset[int(i)] for i in np.linspace(0, len(dataset) - 1, count).astype(int)]
-    frame_t = normalise_batch(torch.stack([a for a, _ in items]), "cpu")
-    frame_d = normalise_batch(torch.stack([b for _, b in items]), "cpu")
+    device = model_device(model)
+    frame_t = normalise_batch(torch.stack([a for a, _ in items]), device)
+    frame_d = normalise_batch(torch.stack([b for _, b in items]), device)
     return reconstruction_vs_copy(model, frame_t, frame_d)

@@ -21,10 +21,12 @@ the `Scene` of any clip or video, whose `pair(a, b)` gives the masks for any fra
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,7 +37,9 @@ import cv2
 import numpy as np
 import pandas as pd
 from openpyxl import Workbook
+from tqdm import tqdm
 
+from ...io import check_positive_int
 from .actions import MicroExpression, casme2_emotion, format_action_units, sample_expression
 from .config import SynthConfig
 from .faces import SyntheticFace
@@ -70,15 +74,19 @@ class SyntheticDataset:
     n_clips: int
 
 
-def write_synthetic_dataset(out_dir: str | os.PathLike, config: SynthConfig | None = None) -> SyntheticDataset:
+def write_synthetic_dataset(out_dir: str | os.PathLike, config: SynthConfig | None = None, *, workers: int = 1,
+                            progress: bool = False) -> SyntheticDataset:
     """Generate a CASME II-like labelled tree and unlabeled long videos under `out_dir`.
 
     `out_dir` must not exist or be empty. Everything is built in a sibling temporary folder that is renamed
-    into place at the end, so an interrupted run leaves no half-written dataset.
+    into place at the end, so an interrupted run leaves no half-written dataset. ``workers > 1`` renders subjects
+    and videos in that many processes; the output does not depend on the number of workers. ``progress`` shows a bar
+    over subjects and videos.
     """
     config = config if config is not None else SynthConfig()
     if not isinstance(config, SynthConfig):
         raise ValueError(f"config must be a SynthConfig, got {type(config).__name__}")
+    check_positive_int("workers", workers)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder; choose a new output folder")
@@ -86,8 +94,13 @@ def write_synthetic_dataset(out_dir: str | os.PathLike, config: SynthConfig | No
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         _write_json(partial / "synth_config.json", config.to_dict())
-        n_clips = _write_casme2_tree(partial / CASME2_DIR, config)
-        folders, videos = _write_unlabeled(partial / UNLABELED_DIR, config)
+        jobs = [(_write_subject, partial / CASME2_DIR, config, subject) for subject in range(1, config.subjects + 1)]
+        jobs += [(_write_unlabeled_video, partial / UNLABELED_DIR, config, video)
+                 for video in range(1, config.unlabeled_videos + 1)]
+        results = _run_jobs(jobs, workers, progress)
+        clips = [entry for subject_entries in results[:config.subjects] for entry in subject_entries]
+        n_clips = _write_casme2_tables(partial / CASME2_DIR, config, clips)
+        folders, videos = _write_unlabeled_tables(partial / UNLABELED_DIR, config, results[config.subjects:])
         if out.exists():
             out.rmdir()
         os.replace(partial, out)
@@ -172,86 +185,116 @@ def write_coding_sheet(path: Path, rows: Sequence[Mapping]) -> None:
     os.replace(tmp, path)
 
 
-def _write_casme2_tree(root: Path, config: SynthConfig) -> int:
+def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list:
+    """Results of ``function(*args)`` for each job ``(function, *args)``, in the jobs' order."""
+    bar = tqdm(total=len(jobs), desc="synthetic data", unit="item", disable=not progress)
+    if workers == 1 or len(jobs) <= 1:
+        results = []
+        for function, *args in jobs:
+            results.append(function(*args))
+            bar.update()
+        bar.close()
+        return results
+    context = multiprocessing.get_context("spawn")
+    with bar, ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                                  initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+        futures = [pool.submit(function, *args) for function, *args in jobs]
+        try:
+            for future in as_completed(futures):
+                future.result()  # the first failure stops the run
+                bar.update()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+        return [future.result() for future in futures]
+
+
+def _write_subject(root: Path, config: SynthConfig, subject: int) -> list[dict]:
+    """Render one labelled subject's clips and masks; return the clips' ground-truth entries."""
     nuisance = render_nuisance(config)
+    face_seed = _derive_seed(config.seed, 1, subject)
+    face = SyntheticFace.sample(face_seed)
     entries = []
-    for subject in range(1, config.subjects + 1):
-        face_seed = _derive_seed(config.seed, 1, subject)
-        face = SyntheticFace.sample(face_seed)
-        for index in range(config.clips_per_subject):
-            rng = np.random.default_rng([config.seed, 2, subject, index])
-            objective_class = config.classes[(subject - 1 + index) % len(config.classes)]
-            onset = int(rng.integers(1, config.fps + 1))
-            expression = sample_expression(rng, objective_class, config.fps, onset, config.amplitude,
-                                           config.duration_s)
-            clip = f"EP{index + 1:02d}_{int(rng.integers(1, 10)):02d}"
-            scene_seed = int(rng.integers(SEED_LIMIT))
-            scene = Scene(face, [expression], config.fps, config.size, nuisance, scene_seed)
-            timing = scene.timings[0]
-            clip_dir = root / "Cropped" / f"sub{subject:02d}" / clip
-            frames = range(timing.onset, timing.offset + 1)
-            _write_jpegs(clip_dir, "reg_img", frames, (scene.frame(f) for f in frames), config.jpeg_quality)
-            mask_path = root / "synthetic_masks" / f"sub{subject:02d}" / f"{clip}.png"
-            face_mask_path = mask_path.with_name(f"{clip}_face.png")
-            truth = scene.pair(timing.onset, timing.apex)
-            _write_mask(mask_path, truth.au_mask)
-            _write_mask(face_mask_path, truth.face_mask)
-            entries.append({
-                "subject": subject, "subject_folder": f"sub{subject:02d}", "clip": clip,
-                "onset": timing.onset, "apex": timing.apex, "offset": timing.offset,
-                "aus": list(expression.aus), "action_units": format_action_units(expression.aus),
-                "objective_class": objective_class, "emotion": casme2_emotion(objective_class, expression.aus),
-                "amplitude": expression.amplitude, "face_seed": face_seed, "scene_seed": scene_seed,
-                "mask": mask_path.relative_to(root).as_posix(),
-                "face_mask": face_mask_path.relative_to(root).as_posix(), "expressions": [expression.to_dict()],
-            })
+    for index in range(config.clips_per_subject):
+        rng = np.random.default_rng([config.seed, 2, subject, index])
+        objective_class = config.classes[(subject - 1 + index) % len(config.classes)]
+        onset = int(rng.integers(1, config.fps + 1))
+        expression = sample_expression(rng, objective_class, config.fps, onset, config.amplitude,
+                                       config.duration_s)
+        clip = f"EP{index + 1:02d}_{int(rng.integers(1, 10)):02d}"
+        scene_seed = int(rng.integers(SEED_LIMIT))
+        scene = Scene(face, [expression], config.fps, config.size, nuisance, scene_seed)
+        timing = scene.timings[0]
+        clip_dir = root / "Cropped" / f"sub{subject:02d}" / clip
+        frames = range(timing.onset, timing.offset + 1)
+        _write_jpegs(clip_dir, "reg_img", frames, (scene.frame(f) for f in frames), config.jpeg_quality)
+        mask_path = root / "synthetic_masks" / f"sub{subject:02d}" / f"{clip}.png"
+        face_mask_path = mask_path.with_name(f"{clip}_face.png")
+        truth = scene.pair(timing.onset, timing.apex)
+        _write_mask(mask_path, truth.au_mask)
+        _write_mask(face_mask_path, truth.face_mask)
+        entries.append({
+            "subject": subject, "subject_folder": f"sub{subject:02d}", "clip": clip,
+            "onset": timing.onset, "apex": timing.apex, "offset": timing.offset,
+            "aus": list(expression.aus), "action_units": format_action_units(expression.aus),
+            "objective_class": objective_class, "emotion": casme2_emotion(objective_class, expression.aus),
+            "amplitude": expression.amplitude, "face_seed": face_seed, "scene_seed": scene_seed,
+            "mask": mask_path.relative_to(root).as_posix(),
+            "face_mask": face_mask_path.relative_to(root).as_posix(), "expressions": [expression.to_dict()],
+        })
+    return entries
+
+
+def _write_casme2_tables(root: Path, config: SynthConfig, entries: list[dict]) -> int:
+    """Coding sheet and ground truth of the labelled clips; returns their number."""
     root.mkdir(parents=True, exist_ok=True)
     write_coding_sheet(root / CODING_SHEET, entries)
     columns = ["subject", "subject_folder", "clip", "onset", "apex", "offset", "action_units",
                "objective_class", "emotion", "amplitude", "face_seed", "scene_seed", "mask", "face_mask"]
     table = pd.DataFrame([{c: e[c] for c in columns} for e in entries], columns=columns)
     _write_csv(root / f"{GROUND_TRUTH_STEM}.csv", table)
-    _write_json(root / f"{GROUND_TRUTH_STEM}.json", _ground_truth_header(config, nuisance) | {"clips": entries})
+    _write_json(root / f"{GROUND_TRUTH_STEM}.json",
+                _ground_truth_header(config, render_nuisance(config)) | {"clips": entries})
     return len(entries)
 
 
-def _write_unlabeled(root: Path, config: SynthConfig) -> tuple[list[Path], list[Path]]:
-    nuisance = render_nuisance(config)
-    folders, videos, entries = [], [], []
+def _write_unlabeled_video(root: Path, config: SynthConfig, video: int) -> tuple[Path | None, Path | None, dict]:
+    """Render one unlabeled video (frame folder and/or .mp4); return their paths and its ground-truth entry."""
+    name = f"vid{video:02d}"
+    face_seed = _derive_seed(config.seed, 3, video)
+    rng = np.random.default_rng([config.seed, 4, video])
+    expressions = _video_expressions(rng, config)
+    scene_seed = int(rng.integers(SEED_LIMIT))
+    scene = Scene(SyntheticFace.sample(face_seed), expressions, config.fps, config.size, render_nuisance(config),
+                  scene_seed)
+    frame_numbers = range(1, config.unlabeled_frames + 1)
+    frames = (scene.frame(f) for f in frame_numbers)
+    folder = root / "frames" / name if config.write_frame_folders else None
+    video_path = root / "videos" / f"{name}.mp4" if config.write_mp4 else None
+    if video_path is not None:
+        frames = _tee_to_video(frames, video_path, config.fps, config.size)
+    if folder is not None:
+        _write_jpegs(folder, "img", frame_numbers, frames, config.jpeg_quality)
+    elif video_path is not None:
+        deque(frames, maxlen=0)
+    events = [{
+        "onset": timing.onset, "apex": timing.apex, "offset": timing.offset,
+        "aus": list(expression.aus), "action_units": format_action_units(expression.aus),
+        "objective_class": expression.objective_class,
+        "emotion": casme2_emotion(expression.objective_class, expression.aus),
+    } for expression, timing in zip(expressions, scene.timings)]
+    entry = {"video": name, "n_frames": config.unlabeled_frames, "first_frame": 1, "face_seed": face_seed,
+             "scene_seed": scene_seed, "events": events, "expressions": [e.to_dict() for e in expressions]}
+    return folder, video_path, entry
+
+
+def _write_unlabeled_tables(root: Path, config: SynthConfig, videos: list[tuple[Path | None, Path | None, dict]]
+                            ) -> tuple[list[Path], list[Path]]:
+    """Ground truth of the unlabeled videos; returns their frame folders and .mp4 files."""
     root.mkdir(parents=True, exist_ok=True)
-    for video in range(1, config.unlabeled_videos + 1):
-        name = f"vid{video:02d}"
-        face_seed = _derive_seed(config.seed, 3, video)
-        rng = np.random.default_rng([config.seed, 4, video])
-        expressions = _video_expressions(rng, config)
-        scene_seed = int(rng.integers(SEED_LIMIT))
-        scene = Scene(SyntheticFace.sample(face_seed), expressions, config.fps, config.size, nuisance, scene_seed)
-        frame_numbers = range(1, config.unlabeled_frames + 1)
-        frames = (scene.frame(f) for f in frame_numbers)
-        folder = root / "frames" / name
-        video_path = root / "videos" / f"{name}.mp4"
-        if config.write_mp4:
-            frames = _tee_to_video(frames, video_path, config.fps, config.size)
-            videos.append(video_path)
-        if config.write_frame_folders:
-            _write_jpegs(folder, "img", frame_numbers, frames, config.jpeg_quality)
-            folders.append(folder)
-        elif config.write_mp4:
-            deque(frames, maxlen=0)
-        events = []
-        for expression, timing in zip(expressions, scene.timings):
-            events.append({
-                "onset": timing.onset, "apex": timing.apex, "offset": timing.offset,
-                "aus": list(expression.aus), "action_units": format_action_units(expression.aus),
-                "objective_class": expression.objective_class,
-                "emotion": casme2_emotion(expression.objective_class, expression.aus),
-            })
-        entries.append({
-            "video": name, "n_frames": config.unlabeled_frames, "first_frame": 1, "face_seed": face_seed,
-            "scene_seed": scene_seed, "events": events, "expressions": [e.to_dict() for e in expressions],
-        })
-    _write_json(root / f"{GROUND_TRUTH_STEM}.json", _ground_truth_header(config, nuisance) | {"videos": entries})
-    return folders, videos
+    _write_json(root / f"{GROUND_TRUTH_STEM}.json",
+                _ground_truth_header(config, render_nuisance(config)) | {"videos": [entry for *_, entry in videos]})
+    return [f for f, _, _ in videos if f is not None], [v for _, v, _ in videos if v is not None]
 
 
 def _video_expressions(rng: np.random.Generator, config: SynthConfig) -> list[MicroExpression]:
@@ -272,8 +315,8 @@ def _video_expressions(rng: np.random.Generator, config: SynthConfig) -> list[Mi
 
 def _tee_to_video(frames: Iterator[np.ndarray], path: Path, fps: int, size: int) -> Iterator[np.ndarray]:
     """Pass frames through while encoding them into an .mp4 (H.264 when available, else MPEG-4 part 2), the same
-    bytes on every run: x264 runs without its assembly routines (with them, this PyAV build's x264 encodes the same
-    frames differently from run to run at some frame sizes, whatever its thread count)."""
+    bytes on every run: x264 runs on one thread (with its own threads, the encoding of frames rendered while it
+    works depends on their timing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = video_codec()
     tmp = path.with_name(f".{path.name}.tmp")
@@ -282,7 +325,7 @@ def _tee_to_video(frames: Iterator[np.ndarray], path: Path, fps: int, size: int)
         stream = container.add_stream(codec, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "asm=0"}
+            stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "threads=1"}
         for index, frame in enumerate(frames):
             picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
             picture.pts, picture.time_base = index, time_base
