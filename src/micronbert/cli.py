@@ -66,9 +66,11 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from .data.datasets import root_from_arguments
     from .data.prepare import prepare_dataset
 
-    result = prepare_dataset(args.dataset, args.root, args.out, args.scheme, crop_faces=not args.no_crop,
+    result = prepare_dataset(args.dataset, root_from_arguments(args.root), args.out, args.scheme,
+                             crop_faces=not args.no_crop,
                              size=args.size, backend=args.backend, workers=args.workers,
                              missing_apex=args.missing_apex)
     print(result.load_report.summary())
@@ -133,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Read DATASET from its original folders and annotation files, "
                                   "align and crop every clip's faces once (cached, resumable) and write table.csv "
                                   "and prepare_report.json (what was dropped or failed, and why) into --out.")
-    prepare.add_argument("dataset", help="casme2, samm, smic, casme3, casme3c, casme_sq, mmew, 4dme, manifest")
-    prepare.add_argument("--root", required=True, help="the dataset's folder as downloaded")
+    from .data.datasets import ROOT_ARGUMENT_HELP, available
+
+    prepare.add_argument("dataset", choices=available(), metavar="dataset", help=", ".join(available()))
+    prepare.add_argument("--root", required=True, action="append", help=ROOT_ARGUMENT_HELP)
     prepare.add_argument("--out", required=True, help="output folder for the table and the face crops")
     prepare.add_argument("--scheme", help="class scheme for the label column, e.g. casme2-5class (default: none)")
     prepare.add_argument("--size", type=int, default=224, help="crop side (default 224)")

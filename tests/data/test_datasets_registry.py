@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 import micronbert.datasets as public
-from micronbert.data.datasets import DatasetWarning, available, get_reader, load, load_with_report
+from micronbert.data.datasets import (DatasetWarning, available, get_reader, load, load_with_report,
+                                     root_from_arguments)
 from tests.data.fixture_trees import build_casme2
 
 
@@ -31,3 +32,12 @@ def test_invalid_options_are_refused(tmp_path: Path) -> None:
         load("casme2", tmp_path / "absent")
     with pytest.raises(ValueError, match="layout"):
         load("casme2", root, layout="tiny")
+
+
+def test_roots_from_the_command_line() -> None:
+    assert root_from_arguments(["/data/CASME2"]) == "/data/CASME2"
+    assert root_from_arguments("/data/run=3/CASME2") == "/data/run=3/CASME2"  # a path may hold '='
+    assert root_from_arguments(["casme2=/d/CASME2", "gt=/d/gt=1.csv"]) == {"casme2": "/d/CASME2", "gt": "/d/gt=1.csv"}
+    assert root_from_arguments(["smic=/d/SMIC"]) == {"smic": "/d/SMIC"}
+    with pytest.raises(ValueError, match="no root given"):
+        root_from_arguments([])

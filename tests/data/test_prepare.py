@@ -5,6 +5,7 @@ import cv2
 import matplotlib
 import numpy as np
 import pandas as pd
+import pytest
 
 from micronbert.cli import main as cli_main
 from micronbert.data.frames import frame_number, read_frame
@@ -91,3 +92,33 @@ def test_prepared_synthetic_table_runs_through_evaluate_unchanged(tmp_path):
     assert 0.0 <= metrics["pooled"]["uf1"] <= 1.0 and metrics["skipped_samples"] == []
     results = (report / "results.md").read_text()  # class names from the scheme prepare labelled the table with
     assert "| happiness |" in results and "| repression |" in results
+
+
+@pytest.mark.filterwarnings("ignore::micronbert.data.datasets.DatasetWarning")
+def test_megc2019_composite_from_the_command_line(tmp_path):
+    from tests.data.fixture_trees import build_casme2, build_samm, build_smic, megc_gt_rows, write_megc_gt
+
+    gt = write_megc_gt(tmp_path / "gt" / "combined_3class_gt.csv", megc_gt_rows())
+    roots = {"casme2": build_casme2(tmp_path), "samm": build_samm(tmp_path), "smic": build_smic(tmp_path), "gt": gt}
+    root_args = [arg for name, path in roots.items() for arg in ("--root", f"{name}={path}")]
+    prepared = tmp_path / "prep"
+    assert cli_main(["prepare", "megc2019", *root_args, "--out", str(prepared), "--no-crop"]) == 0
+    table = load_table(prepared / "table.csv")
+    assert len(table) == len(megc_gt_rows()) and table["frames"].map(len).gt(0).all()
+    assert set(table["subject"].str.split("/").str[0]) == {"casme2", "samm", "smic"}
+    report = json.loads((prepared / "prepare_report.json").read_text())
+    assert report["scheme"] == "megc2019-3class"
+
+    assert cli_main(["evaluate", "--table", str(prepared / "table.csv"), "--method", "framediff", "--protocol",
+                     "megc2019", "--out", str(tmp_path / "report"), "--quiet"]) == 0
+    results = (tmp_path / "report" / "results.md").read_text()
+    assert "negative" in results and "surprise" in results  # class names from the scheme prepare recorded
+
+
+def test_several_roots_must_each_be_named(tmp_path, capsys):
+    assert cli_main(["prepare", "megc2019", "--root", str(tmp_path), "--root", f"samm={tmp_path}",
+                     "--out", str(tmp_path / "p")]) == 2
+    assert "several roots must each read NAME=PATH" in capsys.readouterr().err
+    assert cli_main(["prepare", "megc2019", "--root", f"samm={tmp_path}", "--root", f"samm={tmp_path}",
+                     "--out", str(tmp_path / "p")]) == 2
+    assert "root 'samm' is given twice" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..io import write_json_atomically
 from .crops import Clip, CropSettings, prepare_crops
-from .datasets import load_with_report
+from .datasets import get_reader, load_with_report
 from .faces import AlignConfig
 from .frames import frame_number
 from .table import LoadReport, save_table
@@ -66,8 +66,10 @@ def prepare_dataset(name: str, root: str | Path | dict[str, str | Path], out_dir
                     backend: str = "opencv", workers: int = 1, missing_apex: str = "estimate",
                     **reader_options: Any) -> PrepareResult:
     """Read ``name`` from ``root``, optionally crop faces to ``size``, and write ``table.csv`` and
-    ``prepare_report.json`` into ``out_dir``. Re-running reuses the crop cache."""
+    ``prepare_report.json`` into ``out_dir``. Re-running reuses the crop cache. The report names the class scheme
+    of the ``label`` column: ``scheme``, or the one the dataset's labels come with (MEGC 2019)."""
     out_dir = Path(out_dir)
+    scheme = scheme or get_reader(name).fixed_scheme
     table, load_report = load_with_report(name, root, scheme, missing_apex=missing_apex, **reader_options)
     failed: dict[str, str] = {}
     if crop_faces and len(table):

@@ -31,6 +31,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from micronbert.data.datasets import ROOT_ARGUMENT_HELP
 from micronbert.data.flow import FLOW_METHODS
 from micronbert.data.frames import frame_path, read_frame
 from micronbert.data.table import sample_key
@@ -512,11 +513,13 @@ def finetune(table: pd.DataFrame, config: FinetuneConfig, out_dir: str | Path,
 
 
 # ------------------------------------------------------------------------------------------ inputs
-def read_samples(table: str | None, dataset: str | None, root: str | None,
+def read_samples(table: str | None, dataset: str | None, root: str | Sequence[str] | None,
                  scheme: str | None) -> tuple[pd.DataFrame, list[str]]:
     """The sample table and class names from either a saved table (``--table``) or a dataset
-    (``--dataset`` + ``--root``), labelled with ``scheme`` (class names from the scheme, or ``0..K-1``)."""
-    from micronbert.data.datasets import get_reader, get_scheme, load
+    (``--dataset`` + ``--root``, one folder or ``NAME=PATH`` entries as
+    :func:`~micronbert.data.datasets.root_from_arguments` reads them), labelled with ``scheme`` (class names from the
+    scheme, or ``0..K-1``)."""
+    from micronbert.data.datasets import get_reader, get_scheme, load, root_from_arguments
     from micronbert.data.table import load_table
 
     if (table is None) == (dataset is None):
@@ -537,7 +540,7 @@ def read_samples(table: str | None, dataset: str | None, root: str | None,
         scheme = scheme or get_reader(dataset).default_scheme
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            samples = load(dataset, root, scheme=scheme)
+            samples = load(dataset, root_from_arguments(root), scheme=scheme)
     if scheme is not None:
         return samples, list(get_scheme(scheme).classes)
     labels = samples["label"].dropna()
@@ -574,7 +577,7 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     ``--skip-bad``."""
     parser.add_argument("--table", help="sample table CSV written by `micronbert prepare`")
     parser.add_argument("--dataset", help="dataset name to read directly (with --root)")
-    parser.add_argument("--root", help="the dataset's folder")
+    parser.add_argument("--root", action="append", help=ROOT_ARGUMENT_HELP)
     parser.add_argument("--scheme", help="class scheme (default: the one `micronbert prepare` labelled the table "
                         "with, or the dataset's usual one)")
     parser.add_argument("--config", help="YAML finetune configuration (see configs/finetune_tiny.yaml)")

@@ -6,8 +6,9 @@ annotation files (see DATASETS.md) and returns the table described in ``micronbe
 """
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,8 @@ __all__ = [
     "load_with_report",
     "midpoint_apex",
     "read_dataset",
+    "root_from_arguments",
+    "ROOT_ARGUMENT_HELP",
     "normalise_emotion",
     "resolve_apex",
 ]
@@ -85,6 +88,32 @@ _READERS: Mapping[str, Reader] = {
 def available() -> list[str]:
     """Names accepted by ``load``."""
     return list(_READERS)
+
+
+_NAMED_ROOT = re.compile(r"^(\w+)=(.+)$")
+ROOT_ARGUMENT_HELP = ("the dataset's folder as downloaded; for megc2019 repeat as NAME=PATH: casme2=DIR samm=DIR "
+                      "smic=DIR gt=FILE (the official combined_3class_gt.csv)")
+
+
+def root_from_arguments(values: str | Sequence[str]) -> str | dict[str, str]:
+    """The ``root`` of :func:`load` from command-line values: one folder (or file) as it is, or ``NAME=PATH`` entries
+    as a mapping, e.g. ``casme2=/data/CASME2 samm=/data/SAMM smic=/data/SMIC gt=/data/combined_3class_gt.csv``
+    for ``megc2019``. ``ValueError`` names a value that mixes the two forms or repeats a name."""
+    values = [values] if isinstance(values, str) else list(values)
+    if not values:
+        raise ValueError("no root given")
+    named = [_NAMED_ROOT.match(value) for value in values]
+    if len(values) == 1 and named[0] is None:
+        return values[0]
+    roots: dict[str, str] = {}
+    for value, match in zip(values, named):
+        if match is None:
+            raise ValueError(f"root {value!r}: several roots must each read NAME=PATH (e.g. casme2=/data/CASME2)")
+        name, path = match.groups()
+        if name in roots:
+            raise ValueError(f"root {name!r} is given twice")
+        roots[name] = path
+    return roots
 
 
 def get_reader(name: str) -> Reader:
