@@ -187,26 +187,25 @@ def write_coding_sheet(path: Path, rows: Sequence[Mapping]) -> None:
 
 def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list:
     """Results of ``function(*args)`` for each job ``(function, *args)``, in the jobs' order."""
-    bar = tqdm(total=len(jobs), desc="synthetic data", unit="item", disable=not progress)
-    if workers == 1 or len(jobs) <= 1:
-        results = []
-        for function, *args in jobs:
-            results.append(function(*args))
-            bar.update()
-        bar.close()
-        return results
-    context = multiprocessing.get_context("spawn")
-    with bar, ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                                  initializer=cv2.setNumThreads, initargs=(1,)) as pool:
-        futures = [pool.submit(function, *args) for function, *args in jobs]
-        try:
-            for future in as_completed(futures):
-                future.result()  # the first failure stops the run
+    with tqdm(total=len(jobs), desc="synthetic data", unit="item", disable=not progress) as bar:
+        if workers == 1 or len(jobs) <= 1:
+            results = []
+            for function, *args in jobs:
+                results.append(function(*args))
                 bar.update()
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
-        return [future.result() for future in futures]
+            return results
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                                 initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+            futures = [pool.submit(function, *args) for function, *args in jobs]
+            try:
+                for future in as_completed(futures):
+                    future.result()  # the first failure stops the run
+                    bar.update()
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+            return [future.result() for future in futures]
 
 
 def _write_subject(root: Path, config: SynthConfig, subject: int) -> list[dict]:
