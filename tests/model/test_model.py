@@ -232,3 +232,11 @@ def test_a_bf16_autocast_step_stays_close_to_float32(agreement):
     assert torch.equal(half["swap_mask"], full["swap_mask"])
     grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
     assert set(grads) == trained and all(bool(torch.isfinite(g).all()) for g in grads.values())
+
+
+def test_device_is_where_the_parameters_are():
+    model = micronbert.create_model("tiny")
+    assert model.device == torch.device("cpu")
+    assert model.to(torch.float64).device == torch.device("cpu")
+    meta = micronbert.create_model("tiny").to("meta")
+    assert meta.device == torch.device("meta")

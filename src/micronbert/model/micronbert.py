@@ -247,6 +247,11 @@ class MicronBERT(nn.Module):
 
     # ------------------------------------------------------------------------------ recognition
     @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are (inputs made from images go there)."""
+        return next(self.parameters()).device
+
+    @property
     def head_features(self) -> int:
         """Width of :meth:`head_input`: dim for the DMA head, 2·N for the motion head."""
         return 2 * self.config.num_patches if self.config.head == "motion" else self.config.dim

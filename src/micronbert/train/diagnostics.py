@@ -31,11 +31,6 @@ def mass_share(values: np.ndarray, coverage: np.ndarray) -> float:
 MAPS = ("change", "relative_change", "saliency")
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of the model's parameters (the diagnostics run where the model is)."""
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 32
               ) -> dict[str, np.ndarray]:
@@ -46,7 +41,7 @@ def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_s
     The onset takes the I_t slot and the apex the I_{t+δ} slot, as in recognition (METHOD.md §8).
     """
     model.eval()
-    device = model_device(model)
+    device = model.device
     names = MAPS + (("surprise",) if model.volatility_head is not None else ())
     maps: dict[str, list[np.ndarray]] = {name: [np.zeros((0, model.config.num_patches), np.float32)]
                                          for name in names}
@@ -120,7 +115,7 @@ def reconstruction_vs_copy(model: MicronBERT, frame_t: torch.Tensor, frame_d: to
 def reconstruction_on_dataset(model: MicronBERT, dataset: PairDataset, count: int = 64) -> dict[str, float]:
     """:func:`reconstruction_vs_copy` on ``count`` pairs spread evenly over a pre-training pair dataset."""
     items = [dataset[int(i)] for i in np.linspace(0, len(dataset) - 1, count).astype(int)]
-    device = model_device(model)
+    device = model.device
     frame_t = normalise_batch(torch.stack([a for a, _ in items]), device)
     frame_d = normalise_batch(torch.stack([b for _, b in items]), device)
     return reconstruction_vs_copy(model, frame_t, frame_d)

@@ -116,7 +116,7 @@ class TokenCache:
 
     @torch.no_grad()
     def _encode(self, images: np.ndarray) -> torch.Tensor:
-        device = next(self.model.parameters()).device
+        device = self.model.device
         was_training = self.model.training
         self.model.eval()
         try:
