@@ -6,14 +6,14 @@
 #   device run:   command "bash benchmarks/gpu_session.sh speed", carry [".whl"], timeout_s 600
 #                 then, if device time is left, "bash benchmarks/gpu_session.sh au" the same way
 #
-# speed (9 min at most): bench_model.py's GPU rows (official-small, bf16, batch 64 and 256, eager and compiled, FLOP/s,
-#                      speed-up over the straightforward reference) and bench_pretrain.py's GPU throughput row
+# speed (9 min at most): bench_model.py's GPU rows (official-small, bf16, batch 64 and 256, eager and compiled,
+#                      FLOP/s, speed-up over the straightforward reference) and bench_pretrain.py's GPU throughput row
 #                      (official-small at 224, bf16, batch 256, compiled; data-only against model-only samples/s and
 #                      model FLOP utilisation against the GPU's bf16 peak).
 # au (9 min at most):  bench_pretrain.py's AU experiment with official-small at 224 on the GPU (10 training faces,
 #                      8 held out, residual decoder and expected-change head, as FINDINGS §12 asks next).
-# Not yet run on a GPU. Each stage has its own time limit, so a slow stage still leaves the others' results; result files and logs are
-# copied to $OUT (the device tool brings them back) and stay in benchmarks/results/.
+# Not yet run on a GPU. Each stage has its own time limit, so a slow stage still leaves the others' results;
+# result files and logs are copied to $OUT (the device tool brings them back) and stay in benchmarks/results/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:-speed}
