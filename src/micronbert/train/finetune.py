@@ -31,10 +31,12 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from micronbert.data.datasets import ROOT_ARGUMENT_HELP
+from micronbert.data.datasets import ROOT_ARGUMENT_HELP, get_reader, get_scheme, root_from_arguments
+from micronbert.data.datasets import load as load_dataset
+from micronbert.data.datasets.schemes import apply_scheme
 from micronbert.data.flow import FLOW_METHODS
 from micronbert.data.frames import frame_path, read_frame
-from micronbert.data.table import sample_key
+from micronbert.data.table import LoadReport, load_table, sample_key
 from micronbert.data.transforms import to_model_input
 from micronbert.model import MicronBERT, create_model, load, save
 from micronbert.train.metrics import balanced_class_weights
@@ -519,9 +521,6 @@ def read_samples(table: str | None, dataset: str | None, root: str | Sequence[st
     (``--dataset`` + ``--root``, one folder or ``NAME=PATH`` entries as
     :func:`~micronbert.data.datasets.root_from_arguments` reads them), labelled with ``scheme`` (class names from the
     scheme, or ``0..K-1``)."""
-    from micronbert.data.datasets import get_reader, get_scheme, load, root_from_arguments
-    from micronbert.data.table import load_table
-
     if (table is None) == (dataset is None):
         raise ValueError("give either --table or --dataset (with --root)")
     if table is not None:
@@ -530,9 +529,6 @@ def read_samples(table: str | None, dataset: str | None, root: str | Sequence[st
         if scheme is None and prepared_with is not None:
             return samples, _scheme_classes(prepared_with, samples, table)
         if scheme is not None:
-            from micronbert.data.datasets.schemes import apply_scheme
-            from micronbert.data.table import LoadReport
-
             samples = apply_scheme(samples, scheme, LoadReport("table"), check_datasets=False)
     else:
         if root is None:
@@ -540,7 +536,7 @@ def read_samples(table: str | None, dataset: str | None, root: str | Sequence[st
         scheme = scheme or get_reader(dataset).default_scheme
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            samples = load(dataset, root_from_arguments(root), scheme=scheme)
+            samples = load_dataset(dataset, root_from_arguments(root), scheme=scheme)
     if scheme is not None:
         return samples, list(get_scheme(scheme).classes)
     labels = samples["label"].dropna()
@@ -562,8 +558,6 @@ def scheme_of_prepared_table(table: str | Path) -> str | None:
 
 
 def _scheme_classes(scheme: str, samples: pd.DataFrame, table: str | Path) -> list[str]:
-    from micronbert.data.datasets import get_scheme
-
     classes = list(get_scheme(scheme).classes)
     labels = samples["label"].dropna()
     if not labels.empty and int(labels.max()) >= len(classes):
