@@ -314,8 +314,8 @@ def _video_expressions(rng: np.random.Generator, config: SynthConfig) -> list[Mi
 
 def _tee_to_video(frames: Iterator[np.ndarray], path: Path, fps: int, size: int) -> Iterator[np.ndarray]:
     """Pass frames through while encoding them into an .mp4 (H.264 when available, else MPEG-4 part 2), the same
-    bytes on every run: x264 runs on one thread (with its own threads, the encoding of frames rendered while it
-    works depends on their timing)."""
+    bytes on every run: x264 runs on one thread at a constant quantiser (with its own threads, or with CRF rate
+    control, the same frames encoded twice in one process, or in two, gave different files on this machine)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = video_codec()
     tmp = path.with_name(f".{path.name}.tmp")
@@ -324,7 +324,7 @@ def _tee_to_video(frames: Iterator[np.ndarray], path: Path, fps: int, size: int)
         stream = container.add_stream(codec, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "threads=1"}
+            stream.options = {"qp": "18", "preset": "veryfast", "x264-params": "threads=1"}
         for index, frame in enumerate(frames):
             picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
             picture.pts, picture.time_base = index, time_base
