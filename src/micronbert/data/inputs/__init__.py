@@ -1,0 +1,1 @@
+"""The input layer: what each recognition method reads, produced once per sample and cached."""
