@@ -16,7 +16,9 @@ One row per micro-expression sample. Columns (``TABLE_COLUMNS``):
 - ``apex_source``: ``annotated``, ``estimated`` (largest change from the onset frame) or
   ``midpoint`` (onset-offset midpoint); missing when the apex is missing.
 
-Optional extra column: ``au_raw`` (the AU cell as written, keeping side and intensity letters).
+Optional extra columns: ``au_raw`` (the AU cell as written, keeping side and intensity letters) and
+``image`` (the path of a precomputed image of the sample, e.g. an onset-to-apex flow image or an apex
+face crop, for samples read from image folders rather than frames; missing or a non-blank path).
 A sample is identified by (dataset, subject, clip, onset): CAS(ME)^3 has many MEs per clip.
 """
 from __future__ import annotations
@@ -47,10 +49,10 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "label",
     "apex_source",
 )
-OPTIONAL_COLUMNS: tuple[str, ...] = ("au_raw",)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("au_raw", "image")
 LIST_COLUMNS: tuple[str, ...] = ("frames", "action_units")
 INT_COLUMNS: tuple[str, ...] = ("onset", "apex", "offset", "label")
-STRING_COLUMNS: tuple[str, ...] = ("dataset", "subject", "clip", "emotion", "apex_source", "au_raw")
+STRING_COLUMNS: tuple[str, ...] = ("dataset", "subject", "clip", "emotion", "apex_source", "au_raw", "image")
 APEX_SOURCES: frozenset[str] = frozenset({"annotated", "estimated", "midpoint"})
 KEY_COLUMNS: tuple[str, ...] = ("dataset", "subject", "clip", "onset")
 
@@ -186,7 +188,7 @@ def validate_table(table: pd.DataFrame) -> None:
     subjects are namespaced by their dataset; sample keys are unique; where onset, apex and
     offset are all known, onset <= apex <= offset; a sample with frames has onset and offset, and
     its frames are sorted with numbers inside [onset, offset]; apex_source is a known value and
-    set whenever the apex is; action units are integers.
+    set whenever the apex is; action units are integers; an ``image``, where given, is a non-blank path.
     """
     missing = [name for name in TABLE_COLUMNS if name not in table.columns]
     if missing:
@@ -220,6 +222,9 @@ def _validate_row(row: Any) -> None:
         raise ValueError(f"{key}: action units must be integers, got {row.action_units!r}")
     if row.frames:
         _validate_frames(key, list(row.frames), onset, offset)
+    image = getattr(row, "image", None)
+    if not _missing(image) and (not isinstance(image, str) or not image.strip()):
+        raise ValueError(f"{key}: image {image!r} is not a path")
 
 
 def _validate_frames(key: str, frames: list[str], onset: int | None, offset: int | None) -> None:
