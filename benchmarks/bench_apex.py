@@ -6,7 +6,7 @@ every scorer below picks the frame (after the first) that changed most against t
 and model: the mean and median distance in frames to the true apex and the share of clips within 5 frames
 (25 ms at the demo's 200 fps), next to what a uniformly random pick would give.
 
-- ``relative DMA change``: :func:`micronbert.train.predict.apex_scores`, what ``predict`` uses (the mean of the
+- ``relative DMA change``: :func:`micronbert.predict.apex_scores`, what ``predict`` uses (the mean of the
   relative change map, METHOD.md §5);
 - ``1 − mean DMA diagonal``: the mean of the paper's diagonal a against the onset (what ``predict`` used before);
 - ``token change``: the mean norm of the encoder token difference per patch (no DMA);
@@ -36,13 +36,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, markdown_table, write_results  # noqa: E402
-
 from micronbert.data.frames import frame_number, read_frame  # noqa: E402
 from micronbert.data.synthetic import write_synthetic_dataset  # noqa: E402
 from micronbert.data.transforms import to_model_input  # noqa: E402
-from micronbert.model import MicronBERT, create_model, load  # noqa: E402
-from micronbert.train.demo import DemoConfig, labelled_table  # noqa: E402
-from micronbert.train.predict import apex_scores  # noqa: E402
+from micronbert.demo import DemoConfig, labelled_table  # noqa: E402
+from micronbert.model import MicronBERT, load  # noqa: E402
+from micronbert.predict import apex_scores  # noqa: E402
 
 WITHIN = 5  # frames
 
@@ -93,7 +92,7 @@ SCORERS: dict[str, Callable[[MicronBERT, np.ndarray], np.ndarray]] = {
 
 def random_model(seed: int, config: DemoConfig) -> MicronBERT:
     torch.manual_seed(seed)
-    return create_model("tiny", **config.model_overrides).eval()
+    return config.model.build().eval()
 
 
 def mean_and_range(results: list[dict[str, float]]) -> dict[str, object]:

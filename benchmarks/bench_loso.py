@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -25,12 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, markdown_table, write_results  # noqa: E402
-
+from micronbert.config import set_values  # noqa: E402
 from micronbert.data.datasets import get_scheme, load  # noqa: E402
-from micronbert.model import create_model, save  # noqa: E402
 from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset  # noqa: E402
+from micronbert.evaluation.runner import evaluate  # noqa: E402
+from micronbert.model import create_model, save  # noqa: E402
 from micronbert.train.finetune import FinetuneConfig  # noqa: E402
-from micronbert.train.protocols import evaluate  # noqa: E402
 
 SCHEME = "casme2-5class"
 
@@ -76,10 +75,15 @@ def main() -> None:
         table = casme2_sized_table(folder, subjects, samples, size)
         synth_s = time.perf_counter() - started
         weights = save(create_model(model), folder / "weights")  # stands in for pre-trained weights
-        base = FinetuneConfig(model=model, weights=str(weights), mode="frozen", cache_dir=str(folder / "tokens"),
-                              batch_size=16)
-        rows = [run(table, replace(base, frozen_train="head", epochs=args.head_epochs), folder / "head", "first"),
-                run(table, replace(base, frozen_train="dma+head", epochs=args.dma_epochs), folder / "dma", "second")]
+        base = {"model.name": model, "model.weights": str(weights), "train.mode": "frozen",
+                "cache.dir": str(folder / "tokens"), "train.batch_size": 16}
+
+        def config(frozen_train: str, epochs: int) -> FinetuneConfig:
+            return FinetuneConfig.from_dict(set_values({}, {**base, "train.frozen_train": frozen_train,
+                                                            "train.epochs": epochs}))
+
+        rows = [run(table, config("head", args.head_epochs), folder / "head", "first"),
+                run(table, config("dma+head", args.dma_epochs), folder / "dma", "second")]
     columns = ["run", "frozen_train", "epochs", "folds", "samples", "encode_s", "train_s", "evaluate_s", "wall_s",
                "frames_encoded", "frames_from_cache", "uf1", "uar"]
     payload = {"machine": machine_info(), "load_average_1_5_15min": os.getloadavg(), "model": model,

@@ -25,9 +25,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info, markdown_table, write_results  # noqa: E402
-
 import micronbert  # noqa: E402
+from common import machine_info, markdown_table, write_results  # noqa: E402
 from micronbert.model.swapping import blockwise_swap_mask  # noqa: E402
 from micronbert.model.vit import resize_pos_table  # noqa: E402
 

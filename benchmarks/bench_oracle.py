@@ -38,24 +38,23 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_probe import loso_probe, representations  # noqa: E402
 from common import machine_info, markdown_table, write_results  # noqa: E402
-
 from micronbert.data.datasets import get_scheme  # noqa: E402
+from micronbert.data.labelled_pairs import LabelledPairs, load_labelled_pairs  # noqa: E402
 from micronbert.data.synthetic import read_clip_masks, write_synthetic_dataset  # noqa: E402
 from micronbert.data.transforms import to_model_input  # noqa: E402
-from micronbert.model import MicronBERT, create_model, load, save  # noqa: E402
-from micronbert.train.demo import SCHEME, DemoConfig, labelled_table  # noqa: E402
-from micronbert.train.diagnostics import patch_coverage, region_mass_shares  # noqa: E402
-from micronbert.train.finetune import PairData, load_pairs  # noqa: E402
-from micronbert.train.protocols import evaluate  # noqa: E402
+from micronbert.demo import SCHEME, DemoConfig, labelled_table  # noqa: E402
+from micronbert.diagnostics import patch_coverage, region_mass_shares  # noqa: E402
+from micronbert.evaluation.runner import evaluate  # noqa: E402
+from micronbert.model import MicronBERT, load, save  # noqa: E402
 
 AU_PATCH = 0.25  # a patch counts as inside the AU regions when the mask covers this share of it
 PROBED = ("token change per patch", "token cosine per patch", "DMA diagonal", "head input")
 
 
-def labelled_pairs(casme2_root: Path, size: int) -> tuple[PairData, pd.DataFrame]:
+def labelled_pairs(casme2_root: Path, size: int) -> tuple[LabelledPairs, pd.DataFrame]:
     """The labelled (onset, apex) pairs of a synthetic CASME II tree and their rows of its sample table."""
     table = labelled_table(casme2_root)
-    pairs = load_pairs(table, size)
+    pairs = load_labelled_pairs(table, size)
     return pairs, table.iloc[pairs.rows]
 
 
@@ -66,7 +65,7 @@ def change_logits(model: MicronBERT, onsets: torch.Tensor, apexes: torch.Tensor)
     return logits - logits.mean(dim=1, keepdim=True)
 
 
-def train_change_map(model: MicronBERT, pairs: PairData, masks: list[np.ndarray], steps: int, batch: int,
+def train_change_map(model: MicronBERT, pairs: LabelledPairs, masks: list[np.ndarray], steps: int, batch: int,
                      lr: float, seed: int) -> list[float]:
     """Train the encoder and the DMA (and an affine read-out) so that the change map marks the AU patches."""
     coverage = np.stack([patch_coverage(mask, model.config.patch_size) for mask in masks])
@@ -99,7 +98,7 @@ def recognition(model: MicronBERT, table: pd.DataFrame, work: Path, name: str, c
                      work / name / f"seed{seed}", classes).metrics["uf1"] for seed in config.seeds]
 
 
-def measure(name: str, model: MicronBERT, table: pd.DataFrame, work: Path, config: DemoConfig, pairs: PairData,
+def measure(name: str, model: MicronBERT, table: pd.DataFrame, work: Path, config: DemoConfig, pairs: LabelledPairs,
             masks: list[np.ndarray], face_cover: torch.Tensor) -> dict[str, object]:
     """The row of ``model``: change-map share on the AU regions, probes and recognition on the demo's pairs
     (``table``: their rows of the sample table)."""
@@ -126,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     demo = Path(args.demo)
     config = DemoConfig.from_dict(json.loads((demo / "demo.json").read_text()))
-    if config.model_overrides.get("head", "dma") != "dma":
+    if config.model.overrides.get("head", "dma") != "dma":
         parser.error(f"{demo}'s recognition head reads the motion head, not the DMA this benchmark supervises; "
                      "run it on a demo made with --config configs/demo_paper.yaml")
     if args.data_seed == config.seed:
@@ -139,7 +138,7 @@ def main() -> None:
                                     unlabeled_videos=1, unlabeled_frames=20)
         write_synthetic_dataset(work / "supervision", synth)
         torch.manual_seed(args.seed)
-        starts = {"random init": create_model("tiny", **config.model_overrides),
+        starts = {"random init": config.model.build(),
                   "pre-trained": load(demo / "pretrain" / "model")}
         for model in starts.values():
             model.reset_head(len(get_scheme(SCHEME).classes))  # the probes pool through the head

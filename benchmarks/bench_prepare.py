@@ -22,10 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-
-from micronbert.data.crops import CropSettings, PrepareReport, prepare_crops
+from micronbert.data.crops import CropConfig, PrepareReport, prepare_crops
 from micronbert.data.faces import AlignConfig
-
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -108,7 +106,7 @@ def summarise(report: PrepareReport, wall: float) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    settings = CropSettings(align=AlignConfig(output_size=args.output_size),
+    settings = CropConfig(align=AlignConfig(output_size=args.output_size),
                             image_format=args.format)
     with tempfile.TemporaryDirectory(prefix="bench_prepare_") as tmp:
         clips = write_dataset(Path(tmp) / "frames", args.clips, args.frames, args.frame_size)

@@ -38,15 +38,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, markdown_table, write_results  # noqa: E402
-
-from micronbert.data.pairs import PairDataConfig, build_pair_dataset, normalise_batch  # noqa: E402
-from micronbert.data.synthetic import (DEFAULT_AMPLITUDE, SynthConfig, scene_from_ground_truth,  # noqa: E402
-                                       write_synthetic_dataset)
+from micronbert.data.pretrain_pairs import PretrainDataConfig, build_pretrain_dataset, normalise_batch  # noqa: E402
+from micronbert.data.synthetic import DEFAULT_AMPLITUDE, SynthConfig, scene_from_ground_truth, write_synthetic_dataset  # noqa: E402
+from micronbert.diagnostics import (  # noqa: E402
+    maps_region_shares,
+    reconstruction_on_dataset,
+    reference_change_maps,
+    region_mass_shares,
+)
 from micronbert.model import MicronBERT, create_model, load, named_config  # noqa: E402
-from micronbert.train.diagnostics import (maps_region_shares, reconstruction_on_dataset,  # noqa: E402
-                                          reference_change_maps, region_mass_shares)
-from micronbert.train.pretrain import (DistributedContext, PretrainConfig, Pretrainer,  # noqa: E402
-                                       pretrain)
+from micronbert.train.distributed import DistributedContext  # noqa: E402
+from micronbert.train.pretrain import PretrainConfig, Pretrainer, pretrain  # noqa: E402
 
 DEFAULT_FACES = (10, 2)  # training and held-out faces of the AU experiment
 FIRST_HELD_OUT = 10  # held-out faces are videos 11, 12, ... whatever the number of training faces
@@ -220,7 +222,7 @@ def au_experiment(seconds: float, steps: int | None, work: Path, overrides: dict
             "num_workers": min(8, os.cpu_count() or 1) if device.startswith("cuda") else 0}
     splits = {}
     for split, sources in (("training videos", train_sources), ("held-out faces", held_out)):
-        dataset, _ = build_pair_dataset(PairDataConfig(sources=sources, folder_fps=200), size, seed=99)
+        dataset, _ = build_pretrain_dataset(PretrainDataConfig(sources=sources, folder_fps=200), size, seed=99)
         splits[split] = (event_pairs(ground_truth, [Path(s).stem for s in sources]), dataset)
 
     model = {"name": model_name, "overrides": overrides}

@@ -41,16 +41,16 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, markdown_table, write_results  # noqa: E402
-
 from micronbert.baselines.framediff import frame_difference_features  # noqa: E402
+from micronbert.data.labelled_pairs import load_labelled_pairs  # noqa: E402
 from micronbert.data.synthetic import read_clip_masks  # noqa: E402
 from micronbert.data.transforms import to_model_input  # noqa: E402
+from micronbert.demo import labelled_table  # noqa: E402
+from micronbert.diagnostics import patch_coverage  # noqa: E402
 from micronbert.metrics import pooled_metrics  # noqa: E402
 from micronbert.model import MicronBERT, create_model, load  # noqa: E402
 from micronbert.model.heads import pool_patches  # noqa: E402
-from micronbert.train.demo import labelled_table  # noqa: E402
-from micronbert.train.diagnostics import patch_coverage  # noqa: E402
-from micronbert.train.finetune import head_inputs, load_pairs  # noqa: E402
+from micronbert.train.finetune import head_inputs  # noqa: E402
 
 
 def loso_probe(features: np.ndarray, labels: np.ndarray, subjects: np.ndarray, classes: int) -> dict[str, float]:
@@ -105,7 +105,7 @@ def main() -> None:
     models.update({name: load(path) for name, path in args.weights})
     for model in models.values():
         model.reset_head(2)  # the pooling of the head has no parameters; its classifier is not used
-    pairs = load_pairs(table, models["pre-trained"].config.img_size)
+    pairs = load_labelled_pairs(table, models["pre-trained"].config.img_size)
     subjects = table["subject"].to_numpy()[pairs.rows]
     classes = int(pairs.labels.max()) + 1
     faces = read_clip_masks(demo / "data" / "CASME2", table.iloc[pairs.rows], models["pre-trained"].config.img_size,

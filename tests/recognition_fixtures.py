@@ -1,13 +1,16 @@
-"""Fixtures shared by the recognition tests."""
+"""Helpers shared by the recognition tests: a small synthetic CASME II table and configurations."""
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from micronbert.config import set_values
 from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
 from micronbert.datasets import load
+from micronbert.train.finetune import FinetuneConfig
 
 SCHEME = "casme2-5class"
 
@@ -20,3 +23,8 @@ def synthetic_casme2_table(folder: Path, subjects: int) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load("casme2", dataset.casme2_root, scheme=SCHEME)
+
+
+def recognition_config(values: dict[str, Any] | None = None) -> FinetuneConfig:
+    """A recognition configuration with ``values`` (dotted keys, e.g. ``{"train.epochs": 1}``) set."""
+    return FinetuneConfig.from_dict(set_values({}, values or {}))

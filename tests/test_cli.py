@@ -1,10 +1,21 @@
+"""The command line: help, errors, and each command end to end on small synthetic data."""
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from micronbert.cli import build_parser, main
+from micronbert.data.table import save_table
+from micronbert.model import create_model, save
+from tests.recognition_fixtures import SCHEME, synthetic_casme2_table
+
+
+@pytest.fixture(scope="module")
+def casme2_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    return synthetic_casme2_table(tmp_path_factory.mktemp("synthetic"), subjects=3)
 
 
 def test_models_lists_every_named_configuration(capsys):
@@ -43,3 +54,31 @@ def test_synth_draws_only_the_classes_asked_for(tmp_path, capsys):
 def test_python_dash_m_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "micronbert", "models"], capture_output=True, text=True, check=True)
     assert "official-small" in done.stdout
+
+
+def test_evaluate_command_line(casme2_table: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    table_file = save_table(casme2_table, tmp_path / "table.csv")
+    assert main(["evaluate", "--table", str(table_file), "--scheme", SCHEME, "--method", "framediff",
+                 "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    assert "UF1" in capsys.readouterr().out
+    assert (tmp_path / "cli" / "predictions_megc.txt").is_file()
+
+
+def test_finetune_command_line(casme2_table: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    table_file = save_table(casme2_table, tmp_path / "table.csv")
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(f"train:\n  epochs: 1\n  frozen_train: head\ncache:\n  dir: {tmp_path / 'cache'}\n")
+    pretrained = save(create_model("tiny"), tmp_path / "pretrained")
+    assert main(["finetune", "--table", str(table_file), "--scheme", SCHEME, "--config", str(config_file),
+                 "--mode", "finetune", "--weights", str(pretrained), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr()
+    assert "epochs: 100%" in printed.err and "loss=" in printed.err  # the progress bar over epochs
+    assert "training_loss.png" in printed.out
+    saved = json.loads((tmp_path / "out" / "classes.json").read_text())
+    assert saved["config"]["train"]["mode"] == "finetune" and saved["config"]["train"]["epochs"] == 1
+    assert saved["config"]["model"]["weights"] == str(pretrained)
+    assert main(["finetune", "--table", str(table_file), "--scheme", SCHEME, "--config", str(config_file),
+                 "--weights", str(tmp_path / "no_such_model"), "--out", str(tmp_path / "out2")]) == 2
+    assert "no_such_model" in capsys.readouterr().err
+    assert main(["finetune", "--out", str(tmp_path / "x")]) == 2
+    assert "either --table or --dataset" in capsys.readouterr().err

@@ -1,14 +1,21 @@
-import dataclasses
+"""The demo: the quick run end to end, re-runs, the verdict, and its configuration."""
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 
 from micronbert.cli import main
-from micronbert.train.demo import DemoConfig, _pretrain_config, _verdict_line, run_demo, summarise, verdict
+from micronbert.config import merge
+from micronbert.demo import QUICK, DemoConfig, _pretrain_config, _verdict_line, run_demo, summarise, verdict
 from micronbert.train.finetune import build_model
+
+
+def _changed(config: DemoConfig, change: dict[str, Any]) -> DemoConfig:
+    """``config`` with the nested ``change`` laid over it."""
+    return DemoConfig.from_dict(merge(config.to_dict(), change))
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +34,13 @@ def test_quick_demo_writes_the_whole_report(quick_demo):
     assert [row["method"] for row in results["methods"]] == list(config.methods)
     assert len(results["runs"]) == len(config.methods) * len(config.seeds)
     samples = results["samples"]
-    assert samples == config.subjects * config.clips_per_subject
+    assert samples == config.data.subjects * config.data.clips_per_subject
     for row in results["methods"]:
         assert np.sum(row["confusion_matrix"]) == samples * len(config.seeds)
         assert row["uf1"]["min"] <= row["uf1"]["mean"] <= row["uf1"]["max"]
     pretraining = results["pretraining"]
-    assert pretraining["steps"] == config.pretrain_steps
-    assert yaml.safe_load((out / "pretrain" / "config.yaml").read_text())["optim"]["lr"] == config.pretrain_lr
+    assert pretraining["steps"] == config.pretrain.steps
+    assert yaml.safe_load((out / "pretrain" / "config.yaml").read_text())["optim"]["lr"] == config.pretrain.lr
     assert pretraining["reconstruction"]["copy_baseline_loss"] > 0
     for key in ("change_map_on_au_regions", "relative_change_map_on_au_regions", "saliency_on_face"):
         shares = pretraining[key]
@@ -59,8 +66,8 @@ def test_rerun_reuses_every_stage_and_the_cli_prints_the_table(quick_demo, capsy
 
 
 def test_a_model_with_a_volatility_head_adds_the_surprise_map_to_the_report(tmp_path):
-    config = dataclasses.replace(DemoConfig.quick(), methods=("micronbert", "framediff"), seeds=(0,),
-                                 model_overrides={**DemoConfig().model_overrides, "volatility_weight": 1.0})
+    config = _changed(DemoConfig.quick(), {"methods": ["micronbert", "framediff"], "seeds": [0],
+                                           "model": {"overrides": {"volatility_weight": 1.0}}})
     run_demo(tmp_path / "out", config, progress=False, log=lambda message: None)
     surprise = json.loads((tmp_path / "out" / "results.json").read_text())["pretraining"]["surprise_map_on_au_regions"]
     assert 0 <= surprise["before"] <= 1 and 0 <= surprise["after"] <= 1
@@ -72,7 +79,7 @@ def test_a_model_with_a_volatility_head_adds_the_surprise_map_to_the_report(tmp_
 def test_other_settings_in_the_same_folder_are_refused(quick_demo):
     out, _ = quick_demo
     with pytest.raises(ValueError, match="different demo run \\(differs in seeds\\)"):
-        run_demo(out, dataclasses.replace(DemoConfig.quick(), seeds=(5,)), progress=False)
+        run_demo(out, _changed(DemoConfig.quick(), {"seeds": [5]}), progress=False)
 
 
 def _run(method, seed, uf1):
@@ -117,48 +124,50 @@ def test_verdict_claims_only_against_the_named_methods_and_reports_the_others():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"methods": ("micronbert", "svm")}, "methods must be"),
-    ({"seeds": (1, 1)}, "seeds must be distinct"),
-    ({"claim_against": ("ststnet", "svm")}, "claim_against must name"),
-    ({"claim_against": ("micronbert",)}, "claim_against must name"),
-    ({"subjects": 1}, "at least 2 subjects"),
-    ({"finetune": {"weights": "x"}}, "set by the demo"),
-    ({"finetune": {"epochs": 0}}, "epochs must be a positive integer"),
-    ({"pretrain_steps": 10.5}, "pretrain_steps must be a positive integer, got 10.5"),
-    ({"amplitude": (0.05, 0.01)}, "amplitude"),
-    ({"pretrain_lr": 0.0}, "pretrain_lr must lie in"),
-    ({"pretrain_lr": 1e-6}, "schedule decays to"),
-    ({"model_overrides": {"dma_quer": "swapped"}}, "unknown model option"),
-    ({"finetune": {"model_overrides": {}}}, "set by the demo"),
+    ({"methods": ["micronbert", "svm"]}, "methods must be"),
+    ({"seeds": [1, 1]}, "seeds must be distinct"),
+    ({"claim_against": ["ststnet", "svm"]}, "claim_against must name"),
+    ({"claim_against": ["micronbert"]}, "claim_against must name"),
+    ({"data": {"subjects": 1}}, "at least 2 subjects"),
+    ({"finetune": {"model": {"weights": "x"}}}, "set by the demo"),
+    ({"finetune": {"train": {"epochs": 0}}}, "epochs must be a positive integer"),
+    ({"pretrain": {"steps": 10.5}}, "pretrain.steps: expected an integer, got 10.5"),
+    ({"data": {"amplitude": [0.05, 0.01]}}, "amplitude"),
+    ({"pretrain": {"lr": 0.0}}, "pretrain.lr must lie in"),
+    ({"pretrain": {"lr": 1e-6}}, "schedule decays to"),
+    ({"model": {"overrides": {"dma_quer": "swapped"}}}, "unknown option\\(s\\) dma_quer"),
+    ({"model": {"weights": "runs/x"}}, "the demo pre-trains its own model"),
+    ({"finetune": {"train": {"seed": 3}}}, "set by the demo"),
 ])
 def test_bad_demo_settings_are_named(change, message):
     with pytest.raises(ValueError, match=message):
-        dataclasses.replace(DemoConfig(), **change)
+        _changed(DemoConfig(), change)
 
 
 def test_demo_config_reads_yaml_and_names_unknown_keys(tmp_path):
     good = tmp_path / "demo.yaml"
-    good.write_text("demo:\n  subjects: 4\n  seeds: [0, 1]\n  finetune: {epochs: 5}\n")
+    good.write_text("data:\n  subjects: 4\nseeds: [0, 1]\nfinetune: {train: {epochs: 5}}\n")
     config = DemoConfig.from_yaml(good)
-    assert config.subjects == 4 and config.seeds == (0, 1) and config.finetune_config(1).epochs == 5
+    assert config.data.subjects == 4 and config.seeds == (0, 1) and config.finetune_config(1).train.epochs == 5
     bad = tmp_path / "bad.yaml"
     bad.write_text("subjcts: 4\n")
-    with pytest.raises(ValueError, match="demo config: unknown option\\(s\\) subjcts"):
+    with pytest.raises(ValueError, match="bad.yaml: unknown option\\(s\\) subjcts"):
         DemoConfig.from_yaml(bad)
+    quick = DemoConfig.from_options(good, ["pretrain.lr=1e-3"], base=QUICK)
+    assert quick.data.subjects == 4 and quick.data.unlabeled_videos == 2 and quick.pretrain.lr == 1e-3
 
 
 def test_model_overrides_reach_pre_training_and_both_vits(tmp_path):
-    config = dataclasses.replace(DemoConfig(), model_overrides={"detach_saliency": True})
+    config = _changed(DemoConfig(), {"model": {"overrides": {"detach_saliency": True}}})
+    assert config.model.overrides == {**DemoConfig().model.overrides, "detach_saliency": True}
     pretraining = _pretrain_config(tmp_path, tmp_path / "frames", config, progress=False)
-    assert pretraining.model.overrides == {"detach_saliency": True}
+    assert pretraining.model.overrides == config.model.overrides
     finetuning = config.finetune_config(0)
-    assert finetuning.model_overrides == {"detach_saliency": True}
+    assert finetuning.model.overrides == config.model.overrides
     assert build_model(finetuning, 3, pretrained=False).config.detach_saliency
 
 
-def test_cli_refuses_config_with_quick_and_a_missing_config(tmp_path, capsys):
-    assert main(["demo", "--quick", "--config", "x.yaml", "--out", str(tmp_path / "a")]) == 2
-    assert "either --config or --quick" in capsys.readouterr().err
+def test_cli_names_a_missing_config(tmp_path, capsys):
     assert main(["demo", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "b")]) == 2
     assert "no such configuration file" in capsys.readouterr().err
 
@@ -170,7 +179,9 @@ def test_a_damaged_demo_record_is_named(tmp_path):
 
 
 def test_shipped_demo_configs_are_the_defaults_and_the_paper_only_variant():
-    configs = Path(__file__).resolve().parents[2] / "configs"
+    configs = Path(__file__).resolve().parents[1] / "configs"
     assert DemoConfig.from_yaml(configs / "demo.yaml") == DemoConfig()
-    assert DemoConfig().model_overrides == {"motion_weight": 1.0, "head": "motion", "decoder_residual": True}
-    assert DemoConfig.from_yaml(configs / "demo_paper.yaml") == dataclasses.replace(DemoConfig(), model_overrides={})
+    assert DemoConfig().model.overrides == {"motion_weight": 1.0, "head": "motion", "decoder_residual": True}
+    paper = DemoConfig().to_dict()
+    paper["model"]["overrides"] = {}
+    assert DemoConfig.from_yaml(configs / "demo_paper.yaml") == DemoConfig.from_dict(paper)

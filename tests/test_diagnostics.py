@@ -5,8 +5,15 @@ import torch
 
 from micronbert.data.transforms import to_model_input
 from micronbert.model import create_model
-from micronbert.train.diagnostics import (maps_region_shares, mass_share, pair_maps, patch_coverage,
-                                          reconstruction_vs_copy, reference_change_maps, region_mass_shares)
+from micronbert.diagnostics import (
+    maps_region_shares,
+    mass_share,
+    pair_maps,
+    patch_coverage,
+    reconstruction_vs_copy,
+    reference_change_maps,
+    region_mass_shares,
+)
 
 
 def test_patch_coverage_is_the_covered_fraction_of_each_patch():

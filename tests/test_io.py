@@ -25,18 +25,15 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
 
 
-def test_read_yaml_mapping_unwraps_a_section_and_names_the_file(tmp_path):
-    from micronbert.io import read_yaml_mapping
+def test_atomic_path_renames_on_success_and_cleans_up_on_failure(tmp_path):
+    from micronbert.io import atomic_path
 
-    path = tmp_path / "c.yaml"
-    path.write_text("model: {dim: 96}\n")
-    assert read_yaml_mapping(path, "model") == {"dim": 96}
-    assert read_yaml_mapping(path) == {"model": {"dim": 96}}
-    path.write_text("[1, 2]")
-    with pytest.raises(ValueError, match="c.yaml: expected a mapping"):
-        read_yaml_mapping(path, "model")
-    path.write_text("a: [")
-    with pytest.raises(ValueError, match="c.yaml: not valid YAML"):
-        read_yaml_mapping(path)
-    with pytest.raises(FileNotFoundError, match="missing.yaml"):
-        read_yaml_mapping(tmp_path / "missing.yaml")
+    target = tmp_path / "out.bin"
+    with atomic_path(target) as temporary:
+        assert temporary.parent == tmp_path and temporary != target
+        temporary.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("crash")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]

@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 import micronbert.metrics as public
-from micronbert.train.metrics import (
+from micronbert.metrics import (
     FoldPredictions,
     balanced_class_weights,
     confusion_matrix,

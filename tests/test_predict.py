@@ -1,7 +1,6 @@
 """Prediction: pairs, clips (folder and video) with the automatic apex, batch mode, pictures and the CLI."""
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import warnings
@@ -13,18 +12,24 @@ import numpy as np
 import pytest
 import torch
 
+from micronbert.cli import main
 from micronbert.data.datasets import get_scheme, load
 from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
 from micronbert.data.synthetic.writers import video_codec
 from micronbert.data.transforms import to_model_input
+from micronbert.evaluation.runner import finetune
 from micronbert.model import change_map, create_model
-from micronbert.train.finetune import FinetuneConfig, finetune
-from micronbert.train.predict import (
-    Predictor, add_predict_parser, apex_scores, clips_in, load_predictor, predict_batch, predict_clip, predict_pair,
+from micronbert.predict import (
+    Predictor,
+    apex_scores,
+    clips_in,
+    load_predictor,
+    predict_batch,
+    predict_clip,
+    predict_pair,
     read_clip,
 )
-
-SCHEME = "casme2-5class"
+from tests.recognition_fixtures import SCHEME, recognition_config
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +42,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = load("casme2", dataset.casme2_root, scheme=SCHEME)
-    config = FinetuneConfig(epochs=1, cache_dir=str(root / "cache"))
+    config = recognition_config({"train.epochs": 1, "cache.dir": str(root / "cache")})
     out = finetune(table, config, root / "model", list(get_scheme(SCHEME).classes), log=lambda message: None)
     return out, dataset.casme2_root / "Cropped"
 
@@ -139,17 +144,14 @@ def test_batch_over_folders_and_videos_reports_failures(trained: tuple[Path, Pat
     assert len(failed) == 1 and "c_single" in failed[0][1] and "at least two frames" in failed[0][1]
     assert len(list((tmp_path / "pictures").glob("*.png"))) == 2
 
-    parser = argparse.ArgumentParser()
-    add_predict_parser(parser.add_subparsers())
-    args = parser.parse_args(["predict", "--model", str(trained[0]), "--batch", str(batch), "--json",
-                              "--no-pictures"])
-    assert args.run(args) == 1
+    assert main(["predict", "--model", str(trained[0]), "--batch", str(batch), "--json", "--no-pictures"]) == 1
     document = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in document["predictions"]] == ["a_frames", "b_video.mp4"]
     assert document["failed"][0]["clip"].endswith("c_single")
 
 
-def test_bad_clips_and_arguments_name_what_is_wrong(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_bad_clips_and_arguments_name_what_is_wrong(trained: tuple[Path, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
     predictor = load_predictor(trained[0])
     with pytest.raises(FileNotFoundError, match="missing_clip"):
         read_clip(tmp_path / "missing_clip")
@@ -185,24 +187,17 @@ def test_bad_clips_and_arguments_name_what_is_wrong(trained: tuple[Path, Path], 
         with pytest.raises(ValueError, match="classes.json: "):
             load_predictor(copied)
 
-    parser = argparse.ArgumentParser()
-    add_predict_parser(parser.add_subparsers())
     for argv, message in [(["--clip", "x", "--batch", "y"], "exactly one of"),
                           ([], "exactly one of"),
                           (["--onset", "x.jpg"], "--onset and --apex go together")]:
-        args = parser.parse_args(["predict", "--model", str(trained[0]), *argv])
-        with pytest.raises(ValueError, match=message):
-            args.run(args)
+        assert main(["predict", "--model", str(trained[0]), *argv]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_cli_prints_the_picked_apex_for_a_clip(trained: tuple[Path, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture) -> None:
     clip = _clip_folders(trained[1])[1]
-    parser = argparse.ArgumentParser()
-    add_predict_parser(parser.add_subparsers())
-    args = parser.parse_args(["predict", "--model", str(trained[0]), "--clip", str(clip),
-                              "--out", str(tmp_path / "pictures")])
-    assert args.run(args) == 0
+    assert main(["predict", "--model", str(trained[0]), "--clip", str(clip), "--out", str(tmp_path / "pictures")]) == 0
     printed = capsys.readouterr().out
     expected = predict_clip(load_predictor(trained[0]), clip)
     assert printed.startswith(f"{clip.name}: {expected.predicted}")

@@ -5,8 +5,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from micronbert.viz import (overlay, pair_maps_figure, patch_map_to_image, save_figure_atomically,
-                            training_curves_figure, training_loss_figure)
+from micronbert.viz import (
+    overlay,
+    pair_maps_figure,
+    patch_map_to_image,
+    save_figure_atomically,
+    training_curves_figure,
+    training_loss_figure,
+)
 
 
 def test_a_patch_map_becomes_constant_blocks_in_row_major_order():

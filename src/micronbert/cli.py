@@ -1,12 +1,209 @@
-"""The ``micronbert`` command line."""
+"""The ``micronbert`` command line: every sub-command's parser, and a short handler that builds the command's
+configuration (defaults, then ``--config FILE``, then ``--set key=value``, then the command's own options) and calls
+the library."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
 
-from .data.synthetic.actions import CLASSES
+Handler = Callable[[argparse.Namespace], int]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _add_config_options(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument("--config", help=f"YAML configuration (e.g. {example}); its values are the defaults of the "
+                        "options below")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change one setting, e.g. --set optim.lr=1e-3 (repeatable; the value is read as YAML)")
+
+
+def _given(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
+    """The command's own options that were given, as dotted configuration keys."""
+    return {key: getattr(args, name) for name, key in keys.items() if getattr(args, name, None) is not None}
+
+
+def _class_list(text: str) -> list[str]:
+    from .data.synthetic.actions import CLASSES
+
+    classes = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in classes if name not in CLASSES]
+    if unknown or not classes:
+        raise argparse.ArgumentTypeError(f"unknown class(es) {unknown or [text]}; choose from {','.join(CLASSES)}")
+    return classes
+
+
+def _add_sample_options(parser: argparse.ArgumentParser) -> None:
+    from .data.datasets import ROOT_ARGUMENT_HELP
+
+    parser.add_argument("--table", help="sample table CSV written by `micronbert prepare`")
+    parser.add_argument("--dataset", help="dataset name to read directly (with --root)")
+    parser.add_argument("--root", action="append", help=ROOT_ARGUMENT_HELP)
+    parser.add_argument("--scheme", help="class scheme (default: the one `micronbert prepare` labelled the table "
+                        "with, or the dataset's usual one)")
+    parser.add_argument("--method", default="micronbert", help="recognition method (`micronbert methods` lists "
+                        "them; default: micronbert)")
+    parser.add_argument("--weights", help="micronbert checkpoint folder to start from, e.g. the model/ folder "
+                        "`micronbert pretrain` wrote (sets model.weights)")
+    parser.add_argument("--mode", choices=("finetune", "frozen"), help="sets train.mode")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out unusable samples (and folds) instead of stopping; they are reported")
+    _add_config_options(parser, "configs/finetune_tiny.yaml")
+
+
+def _recognition_config(args: argparse.Namespace) -> Any:
+    from .train.finetune import FinetuneConfig
+
+    return FinetuneConfig.from_options(args.config, args.overrides,
+                                       _given(args, {"weights": "model.weights", "mode": "train.mode"}))
+
+
+def _demo_config(args: argparse.Namespace) -> Any:
+    from .demo import QUICK, DemoConfig
+
+    return DemoConfig.from_options(args.config, args.overrides, _given(args, {"seed": "seed"}),
+                                   base=QUICK if args.quick else None)
+
+
+def _synth_config(args: argparse.Namespace) -> Any:
+    from .data.synthetic import SynthConfig
+
+    return SynthConfig.from_options(args.config, args.overrides, _given(args, SYNTH_OPTIONS))
+
+
+def _prepare_config(args: argparse.Namespace) -> Any:
+    from .data.prepare import PrepareConfig
+
+    values = _given(args, {"scheme": "scheme", "size": "size", "backend": "backend", "workers": "workers",
+                           "missing_apex": "missing_apex"})
+    if args.no_crop:
+        values["crop"] = False
+    return PrepareConfig.from_options(args.config, args.overrides, values)
+
+
+def _pretrain_config(args: argparse.Namespace) -> Any:
+    from .train.pretrain import PretrainConfig
+
+    return PretrainConfig.from_options(args.config, args.overrides)
+
+
+def command_config(args: argparse.Namespace) -> Any:
+    """The configuration a parsed command line describes (defaults, ``--config``, ``--set``, own options)."""
+    builders = {"demo": _demo_config, "synth": _synth_config, "prepare": _prepare_config,
+                "pretrain": _pretrain_config, "finetune": _recognition_config, "evaluate": _recognition_config}
+    if args.command not in builders:
+        raise ValueError(f"micronbert {args.command} takes no configuration")
+    return builders[args.command](args)
+
+
+# ------------------------------------------------------------------------------------------------ handlers
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    result = run_demo(args.out, _demo_config(args), progress=not args.quiet)
+    print()
+    print(result.report.read_text())
+    print(f"report: {result.report} (figures next to it)")
+    if args.json:
+        print(json.dumps(json.loads((result.out_dir / "results.json").read_text())))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .data.synthetic import write_synthetic_dataset
+
+    dataset = write_synthetic_dataset(args.out, _synth_config(args), workers=args.workers, progress=not args.quiet)
+    print(f"wrote {dataset.n_clips} labelled clips under {dataset.casme2_root} and {len(dataset.videos)} "
+          f"unlabeled video(s) under {dataset.unlabeled_root}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .data.datasets import root_from_arguments
+    from .data.prepare import prepare_dataset
+
+    result = prepare_dataset(args.dataset, root_from_arguments(args.root), args.out, _prepare_config(args))
+    print(result.load_report.summary())
+    if result.failed_clips:
+        print(f"{len(result.failed_clips)} clip(s) could not be cropped (see {result.report_path})")
+    print(f"{len(result.table)} samples -> {result.table_path}")
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .train.pretrain import pretrain
+
+    summary = pretrain(_pretrain_config(args), resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"pre-trained {summary['steps']} steps in {summary['seconds']:.1f} s; model: {summary['model']}")
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from .data.prepare import load_samples
+    from .evaluation.runner import finetune
+
+    samples, class_names = load_samples(args.table, args.dataset, args.root, args.scheme)
+    out = finetune(samples, _recognition_config(args), args.out, class_names, method=args.method,
+                   skip_bad=args.skip_bad, progress=True)
+    print(f"wrote {out / 'model'}, {out / 'classes.json'} and {out / 'training_loss.png'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .data.prepare import load_samples
+    from .evaluation.runner import evaluate
+
+    samples, class_names = load_samples(args.table, args.dataset, args.root, args.scheme)
+    test_subjects = [s for s in (args.test_subjects or "").split(",") if s]
+    result = evaluate(samples, args.method, _recognition_config(args), args.out, class_names,
+                      protocol=args.protocol, test_subjects=test_subjects, skip_bad=args.skip_bad,
+                      progress=not args.quiet, log=print)
+    m = result.metrics
+    print(f"{args.method} {args.protocol}: UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  accuracy {m['accuracy']:.4f} "
+          f"over {m['num_samples']} samples; report in {args.out}/results.md")
+    if result.skipped_samples or result.skipped_folds:
+        print(f"skipped {len(result.skipped_samples)} sample(s) and {len(result.skipped_folds)} fold(s); "
+              "see results.md")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .predict import load_predictor, predict_batch, predict_clip, predict_pair
+
+    chosen = [bool(args.onset or args.apex), bool(args.clip), bool(args.batch)]
+    if sum(chosen) != 1:
+        raise ValueError("give exactly one of --onset/--apex, --clip or --batch")
+    if chosen[0] and not (args.onset and args.apex):
+        raise ValueError("--onset and --apex go together")
+    predictor = load_predictor(args.model)
+    out_dir = None if args.no_pictures else args.out
+    failed: list[tuple[str, str]] = []
+    if chosen[0]:
+        results = [predict_pair(predictor, args.onset, args.apex, out_dir)]
+    elif chosen[1]:
+        results = [predict_clip(predictor, args.clip, out_dir)]
+    else:
+        results, failed = predict_batch(predictor, args.batch, out_dir, progress=not args.json)
+    if args.json:
+        print(json.dumps({"predictions": [asdict(r) for r in results],
+                          "failed": [{"clip": c, "error": e} for c, e in failed]}, indent=2))
+        return 1 if failed else 0
+    for result in results:
+        ranked = sorted(result.probabilities.items(), key=lambda item: -item[1])
+        print(f"{result.name}: {result.predicted}  (" + ", ".join(f"{c} {p:.2f}" for c, p in ranked) + ")")
+        if result.apex_searched:
+            print(f"  apex found automatically: {result.apex_frame} (relative DMA change {result.apex_score:.4f}); "
+                  f"onset {result.onset_frame}")
+        if result.figure:
+            print(f"  picture: {result.figure}")
+    for _, error in failed:
+        print(f"failed: {error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _convert_official(args: argparse.Namespace) -> int:
@@ -25,65 +222,21 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    import dataclasses
+def _methods(args: argparse.Namespace) -> int:
+    from .evaluation.methods import METHODS
 
-    from .train.demo import DemoConfig, run_demo
-
-    if args.config and args.quick:
-        raise ValueError("give either --config or --quick")
-    config = DemoConfig.from_yaml(args.config) if args.config else DemoConfig.quick() if args.quick else DemoConfig()
-    if args.seed is not None:
-        config = dataclasses.replace(config, seed=args.seed)
-    result = run_demo(args.out, config, progress=not args.quiet)
-    print()
-    print(result.report.read_text())
-    print(f"report: {result.report} (figures next to it)")
-    if args.json:
-        print(json.dumps(json.loads((result.out_dir / "results.json").read_text())))
+    for name, method in METHODS.items():
+        print(f"{name:15s} {method.summary}")
     return 0
 
 
-def _class_list(text: str) -> tuple[str, ...]:
-    classes = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in classes if name not in CLASSES]
-    if unknown or not classes:
-        raise argparse.ArgumentTypeError(f"unknown class(es) {unknown or [text]}; choose from {','.join(CLASSES)}")
-    return classes
+# ------------------------------------------------------------------------------------------------ parsers
+SYNTH_OPTIONS = {"subjects": "subjects", "clips_per_subject": "clips_per_subject", "classes": "classes",
+                 "size": "size", "fps": "fps", "amplitude": "amplitude", "nuisance": "nuisance_strength",
+                 "videos": "unlabeled_videos", "video_frames": "unlabeled_frames", "seed": "seed"}
 
 
-def _synth(args: argparse.Namespace) -> int:
-    from .data.synthetic import SynthConfig, write_synthetic_dataset
-
-    config = SynthConfig(seed=args.seed, subjects=args.subjects, clips_per_subject=args.clips_per_subject,
-                         classes=args.classes, size=args.size, fps=args.fps, nuisance_strength=args.nuisance,
-                         amplitude=tuple(args.amplitude), unlabeled_videos=args.videos,
-                         unlabeled_frames=args.video_frames)
-    dataset = write_synthetic_dataset(args.out, config, workers=args.workers, progress=not args.quiet)
-    print(f"wrote {dataset.n_clips} labelled clips under {dataset.casme2_root} and {len(dataset.videos)} "
-          f"unlabeled video(s) under {dataset.unlabeled_root}")
-    return 0
-
-
-def _prepare(args: argparse.Namespace) -> int:
-    from .data.datasets import root_from_arguments
-    from .data.prepare import prepare_dataset
-
-    result = prepare_dataset(args.dataset, root_from_arguments(args.root), args.out, args.scheme,
-                             crop_faces=not args.no_crop,
-                             size=args.size, backend=args.backend, workers=args.workers,
-                             missing_apex=args.missing_apex)
-    print(result.load_report.summary())
-    if result.failed_clips:
-        print(f"{len(result.failed_clips)} clip(s) could not be cropped (see {result.report_path})")
-    print(f"{len(result.table)} samples -> {result.table_path}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="micronbert", description="Micron-BERT for facial micro-expressions.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _demo_parser(commands: Any) -> None:
     demo = commands.add_parser("demo", help="the whole pipeline on built-in synthetic data, with a report",
                                description="Generate a synthetic labelled dataset and unlabeled video, pre-train "
                                "the tiny model, run leave-one-subject-out for pre-trained μ-BERT, the same network "
@@ -92,13 +245,122 @@ def build_parser() -> argparse.ArgumentParser:
                                "network and the frame difference, confusion matrices, training curves, DMA/PoI maps. "
                                "Re-running with the same --out reuses finished stages.")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    demo.add_argument("--config", help="YAML demo configuration (fields of micronbert.train.demo.DemoConfig)")
-    demo.add_argument("--quick", action="store_true", help="a tiny run of under a minute that touches every stage")
-    demo.add_argument("--seed", type=int, help="seed of the data and the pre-training (default 0)")
+    _add_config_options(demo, "configs/demo.yaml")
+    demo.add_argument("--quick", action="store_true", help="a tiny run of under a minute that touches every stage "
+                      "(the defaults --config and --set then change)")
+    demo.add_argument("--seed", type=int, help="seed of the data and the pre-training (sets seed; default 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument("--json", action="store_true", help="also print results.json")
     demo.set_defaults(run=_demo)
 
+
+def _synth_parser(commands: Any) -> None:
+    synth = commands.add_parser("synth", help="generate a synthetic micro-expression dataset",
+                                description="Write a CASME II-like labelled tree (Cropped/subNN/EPxx_yy/"
+                                "reg_imgN.jpg + coding spreadsheet + ground truth) and unlabeled videos (frame "
+                                "folders and .mp4) of procedural faces with micro-expressions and nuisances.")
+    synth.add_argument("out", help="output folder (must not exist or be empty)")
+    _add_config_options(synth, "a YAML of micronbert.data.synthetic.SynthConfig fields")
+    synth.add_argument("--subjects", type=int, help="subjects (identities) (default 3)")
+    synth.add_argument("--clips-per-subject", type=int, help="labelled clips per subject, classes in turn (default 4)")
+    synth.add_argument("--classes", type=_class_list, help="comma-separated objective classes of the labelled clips "
+                       "(default: all)")
+    synth.add_argument("--size", type=int, help="frame side in pixels, even (default 128)")
+    synth.add_argument("--fps", type=int, help="frame rate of clips and videos (default 200)")
+    synth.add_argument("--amplitude", type=float, nargs=2, metavar=("MIN", "MAX"),
+                       help="apex displacement as a fraction of the face width (default 0.003 0.02)")
+    synth.add_argument("--nuisance", type=float, help="nuisance strength, 0 = clean clips (default 1)")
+    synth.add_argument("--videos", type=int, help="number of unlabeled videos (default 2)")
+    synth.add_argument("--video-frames", type=int, help="frames per unlabeled video (default 400)")
+    synth.add_argument("--seed", type=int, help="the same seed gives the same dataset (default 0)")
+    synth.add_argument("--workers", type=int, default=1,
+                       help="processes rendering subjects and videos in parallel; the output does not depend on it "
+                       "(default 1)")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(run=_synth)
+
+
+def _prepare_parser(commands: Any) -> None:
+    from .data.datasets import ROOT_ARGUMENT_HELP, available
+    from .data.prepare import FACE_BACKENDS, MISSING_APEX
+
+    prepare = commands.add_parser("prepare", help="read a dataset as received, crop faces, write the sample table",
+                                  description="Read DATASET from its original folders and annotation files, "
+                                  "align and crop every clip's faces once (cached, resumable) and write table.csv "
+                                  "and prepare_report.json (what was dropped or failed, and why) into --out.")
+    prepare.add_argument("dataset", choices=available(), metavar="dataset", help=", ".join(available()))
+    prepare.add_argument("--root", required=True, action="append", help=ROOT_ARGUMENT_HELP)
+    prepare.add_argument("--out", required=True, help="output folder for the table and the face crops")
+    _add_config_options(prepare, "a YAML of micronbert.data.prepare.PrepareConfig fields")
+    prepare.add_argument("--scheme", help="class scheme for the label column, e.g. casme2-5class (default: none)")
+    prepare.add_argument("--size", type=int, help="crop side (default 224)")
+    prepare.add_argument("--no-crop", action="store_true", help="keep the frames as they are (already cropped)")
+    prepare.add_argument("--backend", choices=FACE_BACKENDS,
+                         help="face and eye detector: OpenCV cascades (default, no extra), or the landmarks of "
+                         "mediapipe or dlib (extras micronbert[mediapipe], micronbert[dlib])")
+    prepare.add_argument("--workers", type=int, help="parallel processes for cropping (default 1)")
+    prepare.add_argument("--missing-apex", choices=MISSING_APEX,
+                         help="what to do where the annotation has no apex (default: estimate it)")
+    prepare.set_defaults(run=_prepare)
+
+
+def _pretrain_parser(commands: Any) -> None:
+    pretrain = commands.add_parser(
+        "pretrain", help="self-supervised pre-training on unlabeled video",
+        description="Pre-train μ-BERT on frame pairs from frame folders, videos or a manifest. Configure with a YAML "
+        "file (sections model, data, optim, train) and --set overrides; start several processes with torchrun "
+        "(`torchrun --standalone --nproc_per_node=8 -m micronbert pretrain --config ...`).")
+    _add_config_options(pretrain, "configs/pretrain_tiny.yaml")
+    pretrain.add_argument("--resume", action="store_true", help="continue from the last checkpoint in train.out_dir")
+    pretrain.set_defaults(run=_pretrain)
+
+
+def _finetune_parser(commands: Any) -> None:
+    finetune = commands.add_parser("finetune", help="train a recognition method on all samples of a dataset",
+                                   description="Train a recognition method (μ-BERT by default) on every sample of a "
+                                   "table or dataset and save the model with its class names.")
+    _add_sample_options(finetune)
+    finetune.add_argument("--out", required=True, help="output folder (model/, classes.json, training_loss.png)")
+    finetune.set_defaults(run=_finetune)
+
+
+def _evaluate_parser(commands: Any) -> None:
+    from .evaluation.folds import PROTOCOLS
+
+    evaluate = commands.add_parser("evaluate", help="cross-validated recognition scores (LOSO, MEGC, LODO, split)",
+                                   description="Evaluate a method under a protocol; per-fold predictions are "
+                                   "written as they are produced (MEGC log, CSV, JSON) and an interrupted run "
+                                   "resumes at the next fold.")
+    _add_sample_options(evaluate)
+    evaluate.add_argument("--protocol", default="loso", choices=PROTOCOLS,
+                          help="loso: leave one subject out; megc2019: the MEGC 2019 composite, subjects "
+                               "namespaced by dataset; lodo: leave one dataset out; split: train on all but "
+                               "--test-subjects (default: loso)")
+    evaluate.add_argument("--test-subjects", help="comma-separated namespaced subjects for --protocol split")
+    evaluate.add_argument("--out", required=True, help="report folder (re-use it to resume)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(run=_evaluate)
+
+
+def _predict_parser(commands: Any) -> None:
+    predict = commands.add_parser("predict", help="classify an onset/apex pair, a clip or a folder of clips",
+                                  description="Class probabilities from a fine-tuned model. For a clip (frame "
+                                  "folder or video) the apex is the frame whose relative DMA change against the "
+                                  "first frame (the mean of its relative change map) is largest; give the annotated "
+                                  "apex with --onset/--apex where there is one (benchmarks/bench_apex.py). Writes a "
+                                  "picture per sample into --out.")
+    predict.add_argument("--model", required=True, help="`micronbert finetune` output folder (model/ + classes.json)")
+    predict.add_argument("--onset", help="onset image file")
+    predict.add_argument("--apex", help="apex image file")
+    predict.add_argument("--clip", help="a clip: folder of numbered frames or a video file")
+    predict.add_argument("--batch", help="a folder of clips (sub-folders or videos), with a progress bar")
+    predict.add_argument("--out", default="predictions", help="folder for the pictures (default: predictions)")
+    predict.add_argument("--no-pictures", action="store_true", help="do not draw pictures")
+    predict.add_argument("--json", action="store_true", help="print the results as JSON")
+    predict.set_defaults(run=_predict)
+
+
+def _small_parsers(commands: Any) -> None:
     convert = commands.add_parser("convert-official", help="convert the published checkpoint to micronbert's format",
                                   description="Read the published Micron-BERT checkpoint (.pth; loaded with "
                                   "weights_only=True) and write a folder with config.json and model.safetensors "
@@ -106,63 +368,17 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("source", help="published checkpoint, e.g. CASME2-is224-p8-b16-ep200.pth")
     convert.add_argument("destination", help="output folder")
     convert.set_defaults(run=_convert_official)
+    commands.add_parser("models", help="list the named model configurations").set_defaults(run=_models)
+    commands.add_parser("methods", help="list the recognition methods").set_defaults(run=_methods)
 
-    synth = commands.add_parser("synth", help="generate a synthetic micro-expression dataset",
-                                description="Write a CASME II-like labelled tree (Cropped/subNN/EPxx_yy/"
-                                "reg_imgN.jpg + coding spreadsheet + ground truth) and unlabeled videos (frame "
-                                "folders and .mp4) of procedural faces with micro-expressions and nuisances.")
-    synth.add_argument("out", help="output folder (must not exist or be empty)")
-    synth.add_argument("--subjects", type=int, default=3, help="subjects (identities) (default 3)")
-    synth.add_argument("--clips-per-subject", type=int, default=4,
-                       help="labelled clips per subject, classes in turn (default 4)")
-    synth.add_argument("--classes", type=_class_list, default=CLASSES,
-                       help=f"comma-separated objective classes of the labelled clips (default {','.join(CLASSES)})")
-    synth.add_argument("--size", type=int, default=128, help="frame side in pixels (even)")
-    synth.add_argument("--fps", type=int, default=200, help="frame rate of clips and videos (default 200)")
-    synth.add_argument("--amplitude", type=float, nargs=2, default=(0.003, 0.02), metavar=("MIN", "MAX"),
-                       help="apex displacement as a fraction of the face width (default 0.003 0.02)")
-    synth.add_argument("--nuisance", type=float, default=1.0, help="nuisance strength (0 = clean clips)")
-    synth.add_argument("--videos", type=int, default=2, help="number of unlabeled videos")
-    synth.add_argument("--video-frames", type=int, default=400, help="frames per unlabeled video")
-    synth.add_argument("--seed", type=int, default=0, help="the same seed gives the same dataset (default 0)")
-    synth.add_argument("--workers", type=int, default=1,
-                       help="processes rendering subjects and videos in parallel; the output does not depend on it "
-                       "(default 1)")
-    synth.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(run=_synth)
 
-    prepare = commands.add_parser("prepare", help="read a dataset as received, crop faces, write the sample table",
-                                  description="Read DATASET from its original folders and annotation files, "
-                                  "align and crop every clip's faces once (cached, resumable) and write table.csv "
-                                  "and prepare_report.json (what was dropped or failed, and why) into --out.")
-    from .data.datasets import ROOT_ARGUMENT_HELP, available
-
-    prepare.add_argument("dataset", choices=available(), metavar="dataset", help=", ".join(available()))
-    prepare.add_argument("--root", required=True, action="append", help=ROOT_ARGUMENT_HELP)
-    prepare.add_argument("--out", required=True, help="output folder for the table and the face crops")
-    prepare.add_argument("--scheme", help="class scheme for the label column, e.g. casme2-5class (default: none)")
-    prepare.add_argument("--size", type=int, default=224, help="crop side (default 224)")
-    prepare.add_argument("--no-crop", action="store_true", help="keep the frames as they are (already cropped)")
-    prepare.add_argument("--backend", default="opencv", choices=("opencv", "mediapipe", "dlib"),
-                         help="face and eye detector: OpenCV cascades (default, no extra), or the landmarks of "
-                         "mediapipe or dlib (extras micronbert[mediapipe], micronbert[dlib])")
-    prepare.add_argument("--workers", type=int, default=1, help="parallel processes for cropping")
-    prepare.add_argument("--missing-apex", default="estimate", choices=("estimate", "midpoint", "drop"),
-                         help="what to do where the annotation has no apex (default: estimate it)")
-    prepare.set_defaults(run=_prepare)
-
-    from .train.finetune import add_finetune_parser
-    from .train.predict import add_predict_parser
-    from .train.pretrain import add_pretrain_parser
-    from .train.protocols import add_evaluate_parser
-
-    add_pretrain_parser(commands)
-    add_finetune_parser(commands)
-    add_evaluate_parser(commands)
-    add_predict_parser(commands)
-
-    models = commands.add_parser("models", help="list the named model configurations")
-    models.set_defaults(run=_models)
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="micronbert", description="Micron-BERT for facial micro-expressions.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_demo_parser, _synth_parser, _prepare_parser, _pretrain_parser, _finetune_parser, _evaluate_parser,
+                _predict_parser, _small_parsers):
+        add(commands)
     return parser
 
 

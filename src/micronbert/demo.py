@@ -16,7 +16,6 @@ in the same folder is refused.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import warnings
@@ -29,17 +28,27 @@ import numpy as np
 import pandas as pd
 import torch
 
+from micronbert.config import Config, merge
 from micronbert.data.datasets import get_scheme
-from micronbert.data.pairs import PairDataConfig, build_pair_dataset
+from micronbert.data.datasets import load as load_dataset
+from micronbert.data.labelled_pairs import LabelledPairs, load_labelled_pairs
+from micronbert.data.pretrain_pairs import PretrainDataConfig, build_pretrain_dataset
 from micronbert.data.synthetic import SynthConfig, read_clip_masks, write_synthetic_dataset
 from micronbert.data.synthetic.writers import CASME2_DIR, UNLABELED_DIR
-from micronbert.io import (check_positive_int, claim_folder, config_from_yaml, dataclass_from_mapping,
-                           write_json_atomically, write_text_atomically)
-from micronbert.model import MicronBERT, create_model, load, named_config
-from micronbert.train.diagnostics import pair_maps, reconstruction_on_dataset, region_mass_shares
-from micronbert.train.finetune import FinetuneConfig, PairData, load_pairs
+from micronbert.diagnostics import pair_maps, reconstruction_on_dataset, region_mass_shares
+from micronbert.evaluation.methods import METHODS
+from micronbert.evaluation.runner import evaluate
+from micronbert.io import check_positive_int, claim_folder, write_json_atomically, write_text_atomically
+from micronbert.model import MicronBERT, ModelInitConfig, load
+from micronbert.train.finetune import FinetuneConfig
 from micronbert.train.pretrain import PretrainConfig, pretrain, read_metrics
-from micronbert.train.protocols import METHODS, evaluate
+from micronbert.viz import (
+    confusion_grid_figure,
+    pair_maps_figure,
+    patch_map_to_image,
+    save_figure_atomically,
+    training_curves_figure,
+)
 
 SCHEME = "megc2019-3class"
 SYNTH_CLASSES = ("negative", "positive", "surprise")
@@ -48,34 +57,21 @@ FPS = 200
 # Recognition budget of the demo: frozen encoder and DMA, the head trained for a fixed 100 epochs per fold. Training
 # DMA + head too memorises the 90 training pairs of a fold within about 40 epochs and makes the scores chaotic
 # (docs/FINDINGS.md §1); 20 epochs leave both ViTs near chance on this data.
-DEMO_FINETUNE = {"mode": "frozen", "frozen_train": "head", "epochs": 100, "lr": 3e-3}
+DEMO_FINETUNE = {"train": {"mode": "frozen", "frozen_train": "head", "epochs": 100}, "optim": {"lr": 3e-3}}
 PRETRAIN_MIN_LR = 1e-5  # end of the cosine schedule
-# Fields of FinetuneConfig that the demo sets itself.
-DEMO_OWNED = ("weights", "seed", "cache_dir", "model", "model_overrides")
 # The warp-motion pretext and the motion head (METHOD.md §10) and the residual decoder (METHOD.md §7);
-# `model_overrides: {}` runs the paper's method alone.
+# `model: {overrides: {}}` runs the paper's method alone.
 DEMO_MODEL = {"motion_weight": 1.0, "head": "motion", "decoder_residual": True}
 # What the demo claims pre-trained μ-BERT beats (issue 4): the same ViT from random weights, and a naive method.
 CLAIM_AGAINST = ("vit-scratch", "framediff")
 
 
 @dataclass(frozen=True)
-class DemoConfig:
-    """What the demo generates and runs; the defaults finish in a few minutes on 2 CPU cores.
+class DemoDataConfig(Config):
+    """The synthetic data: ``subjects`` × ``clips_per_subject`` labelled clips in the classes of ``SCHEME``, apex
+    displacement ``amplitude`` (fraction of the face width), nuisances at ``nuisance_strength``, frames of ``size``
+    px; ``unlabeled_videos`` videos of ``unlabeled_frames`` frames for pre-training."""
 
-    Synthetic data: ``subjects`` × ``clips_per_subject`` labelled clips in the classes of ``SCHEME``, apex
-    displacement ``amplitude`` (fraction of the face width), nuisances at ``nuisance_strength``, frames of
-    ``size`` px; ``unlabeled_videos`` videos of ``unlabeled_frames`` frames for pre-training. Pre-training:
-    ``pretrain_steps`` steps of ``pretrain_batch`` pairs, learning rate peaking at ``pretrain_lr``.
-    ``model_overrides``: :class:`ModelConfig` fields changed on top of ``tiny``, for pre-training and for both
-    ViTs in recognition (default: micronbert's warp-motion pretext and motion head, METHOD.md §10, and residual
-    decoder, §7; ``{}`` for the paper's method alone). Recognition: ``methods`` under LOSO, each trained once
-    per seed in ``seeds``, with ``finetune`` overriding :class:`FinetuneConfig` fields; the verdict says whether
-    μ-BERT leads those of ``methods`` named in ``claim_against`` (the leads over the others are reported too).
-    ``maps``: samples drawn.
-    """
-
-    seed: int = 0
     subjects: int = 10
     clips_per_subject: int = 10
     size: int = 64
@@ -83,21 +79,54 @@ class DemoConfig:
     nuisance_strength: float = 1.0
     unlabeled_videos: int = 10
     unlabeled_frames: int = 300
-    pretrain_steps: int = 1500
-    pretrain_batch: int = 32
-    pretrain_lr: float = 1e-3
-    model_overrides: dict[str, Any] = field(default_factory=lambda: dict(DEMO_MODEL))
+
+    def __post_init__(self) -> None:
+        for name in ("subjects", "clips_per_subject", "unlabeled_videos"):
+            check_positive_int(f"data.{name}", getattr(self, name))
+        if self.subjects < 2:
+            raise ValueError(f"leave-one-subject-out needs at least 2 subjects, got {self.subjects}")
+
+
+@dataclass(frozen=True)
+class DemoPretrainConfig(Config):
+    """Pre-training: ``steps`` steps of ``batch`` pairs, the learning rate peaking at ``lr``."""
+
+    steps: int = 1500
+    batch: int = 32
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        check_positive_int("pretrain.steps", self.steps)
+        check_positive_int("pretrain.batch", self.batch)
+        if not PRETRAIN_MIN_LR <= self.lr < 1:
+            raise ValueError(f"pretrain.lr must lie in [{PRETRAIN_MIN_LR}, 1) (the schedule decays to "
+                             f"{PRETRAIN_MIN_LR}), got {self.lr!r}")
+
+
+@dataclass(frozen=True)
+class DemoConfig(Config):
+    """What the demo generates and runs; the defaults finish in a few minutes on 2 CPU cores.
+
+    ``seed``: of the data and the pre-training. ``data``, ``pretrain``: see their classes. ``model``: the network
+    pre-trained and used by both ViTs in recognition (default: ``tiny`` with micronbert's warp-motion pretext and
+    motion head, METHOD.md §10, and residual decoder, §7; ``overrides: {}`` for the paper's method alone; no
+    ``weights``: the demo pre-trains its own). Recognition: ``methods`` under LOSO, each trained once per seed in
+    ``seeds``, with ``finetune`` changing :class:`~micronbert.train.finetune.FinetuneConfig` sections (as a
+    recognition YAML would); the verdict says whether μ-BERT leads those of ``methods`` named in ``claim_against``
+    (the leads over the others are reported too). ``maps``: samples drawn.
+    """
+
+    seed: int = 0
+    data: DemoDataConfig = field(default_factory=DemoDataConfig)
+    model: ModelInitConfig = field(default_factory=lambda: ModelInitConfig("tiny", dict(DEMO_MODEL)))
+    pretrain: DemoPretrainConfig = field(default_factory=DemoPretrainConfig)
     methods: tuple[str, ...] = ("micronbert", "vit-scratch", "ststnet", "framediff", "flowgrid")
     claim_against: tuple[str, ...] = CLAIM_AGAINST
     seeds: tuple[int, ...] = (0, 1, 2)
-    finetune: dict[str, Any] = field(default_factory=lambda: dict(DEMO_FINETUNE))
+    finetune: dict[str, Any] = field(default_factory=lambda: json.loads(json.dumps(DEMO_FINETUNE)))
     maps: int = 3
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "amplitude", tuple(float(v) for v in self.amplitude))
-        object.__setattr__(self, "methods", tuple(self.methods))
-        object.__setattr__(self, "claim_against", tuple(self.claim_against))
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown or not self.methods:
             raise ValueError(f"methods must be a non-empty subset of {', '.join(METHODS)}; got {list(self.methods)}")
@@ -106,53 +135,43 @@ class DemoConfig:
                              f"(of {', '.join(METHODS)}); got {list(self.claim_against)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
-        for name in ("pretrain_steps", "pretrain_batch", "subjects", "clips_per_subject", "unlabeled_videos"):
-            check_positive_int(name, getattr(self, name))
-        if self.subjects < 2:
-            raise ValueError(f"leave-one-subject-out needs at least 2 subjects, got {self.subjects}")
-        if not PRETRAIN_MIN_LR <= self.pretrain_lr < 1:
-            raise ValueError(f"pretrain_lr must lie in [{PRETRAIN_MIN_LR}, 1) (the schedule decays to "
-                             f"{PRETRAIN_MIN_LR}), got {self.pretrain_lr!r}")
         if self.maps < 0:
             raise ValueError(f"maps must be >= 0, got {self.maps}")
-        owned = sorted(set(self.finetune) & set(DEMO_OWNED))
+        if self.model.weights is not None:
+            raise ValueError("model.weights: the demo pre-trains its own model; give a name and overrides only")
+        owned = [key for key, section in (("model", None), ("train", "seed"), ("cache", "dir"))
+                 if key in self.finetune and (section is None or section in (self.finetune[key] or {}))]
         if owned:
             raise ValueError(f"finetune: {', '.join(owned)} are set by the demo itself")
-        named_config("tiny").replace(**self.model_overrides)
         self.finetune_config(0)
         self.synth_config()
 
     def synth_config(self) -> SynthConfig:
         """The synthetic dataset this demo generates."""
-        return SynthConfig(seed=self.seed, subjects=self.subjects, clips_per_subject=self.clips_per_subject,
-                           classes=SYNTH_CLASSES, amplitude=self.amplitude, nuisance_strength=self.nuisance_strength,
-                           size=self.size, fps=FPS, unlabeled_videos=self.unlabeled_videos,
-                           unlabeled_frames=self.unlabeled_frames, write_mp4=False)
+        data = self.data
+        return SynthConfig(seed=self.seed, subjects=data.subjects, clips_per_subject=data.clips_per_subject,
+                           classes=SYNTH_CLASSES, amplitude=data.amplitude, nuisance_strength=data.nuisance_strength,
+                           size=data.size, fps=FPS, unlabeled_videos=data.unlabeled_videos,
+                           unlabeled_frames=data.unlabeled_frames, write_mp4=False)
 
     def finetune_config(self, seed: int, weights: str | None = None, cache_dir: str | None = None) -> FinetuneConfig:
         """The recognition configuration of one training seed."""
-        return FinetuneConfig.from_dict({**self.finetune, "model": "tiny", "model_overrides": self.model_overrides,
-                                         "weights": weights, "seed": seed, "cache_dir": cache_dir})
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DemoConfig:
-        """Build from a mapping; unknown keys raise ``ValueError`` naming them."""
-        return dataclass_from_mapping(cls, data, "demo config")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> DemoConfig:
-        """Read the fields from a YAML mapping (optionally under a top-level ``demo:`` key)."""
-        return config_from_yaml(cls.from_dict, path, "demo")
+        owned = {"model": {**self.model.to_dict(), "weights": weights}, "train": {"seed": seed},
+                 "cache": {"dir": cache_dir}}
+        return FinetuneConfig.from_dict(merge(self.finetune, owned), "finetune")
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
         """A run of well under a minute that exercises every stage (tests, trying the command out)."""
-        return cls(seed=seed, subjects=3, clips_per_subject=6, unlabeled_videos=2, unlabeled_frames=80,
-                   pretrain_steps=20, pretrain_batch=16, pretrain_lr=2e-3, seeds=(0, 1),
-                   finetune={"epochs": 3, "ststnet_epochs": 3}, maps=2)
+        return cls.from_dict(QUICK | {"seed": seed})
+
+
+# A run of well under a minute that exercises every stage.
+QUICK: dict[str, Any] = {
+    "data": {"subjects": 3, "clips_per_subject": 6, "unlabeled_videos": 2, "unlabeled_frames": 80},
+    "pretrain": {"steps": 20, "batch": 16, "lr": 2e-3}, "seeds": [0, 1], "maps": 2,
+    "finetune": {"train": {"epochs": 3}, "baselines": {"recipes": {"ststnet": {"epochs": 3}}}},
+}
 
 
 @dataclass
@@ -175,12 +194,12 @@ def _synthetic_data(folder: Path, config: DemoConfig) -> Path:
 
 
 def _pretrain_config(folder: Path, frames: Path, config: DemoConfig, progress: bool) -> PretrainConfig:
-    steps = config.pretrain_steps
+    steps = config.pretrain.steps
     return PretrainConfig.from_dict({
-        "model": {"name": "tiny", "overrides": config.model_overrides},
+        "model": config.model.to_dict(),
         "data": {"sources": [str(frames)], "folder_fps": FPS, "cache_dir": str(folder / "frame_cache")},
-        "optim": {"lr": config.pretrain_lr, "min_lr": PRETRAIN_MIN_LR, "warmup_steps": min(50, max(1, steps // 10))},
-        "train": {"steps": steps, "global_batch": config.pretrain_batch, "seed": config.seed, "device": "auto",
+        "optim": {"lr": config.pretrain.lr, "min_lr": PRETRAIN_MIN_LR, "warmup_steps": min(50, max(1, steps // 10))},
+        "train": {"steps": steps, "global_batch": config.pretrain.batch, "seed": config.seed, "device": "auto",
                   "out_dir": str(folder), "log_every": max(1, min(25, steps // 20)),
                   "checkpoint_every": max(1, steps // 4), "preview_every": steps, "keep_last": 1,
                   "progress": progress}})
@@ -194,8 +213,6 @@ def _pretrained_model(folder: Path, frames: Path, config: DemoConfig, progress: 
 
 def labelled_table(casme2_root: Path) -> pd.DataFrame:
     """The labelled samples of the demo's synthetic CASME II tree under the demo's class scheme."""
-    from micronbert.datasets import load as load_dataset
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the synthetic sheet has no fear/sadness rows to exclude
         table = load_dataset("casme2", casme2_root, scheme=SCHEME)
@@ -258,7 +275,7 @@ def verdict(rows: list[dict[str, Any]], metric: str = "uf1", against: Sequence[s
 
 # ------------------------------------------------------------------------------------------- report
 def _reconstruction_check(frames: Path, model: MicronBERT, config: DemoConfig, folder: Path) -> dict[str, float]:
-    dataset, _ = build_pair_dataset(PairDataConfig(sources=[str(frames)], folder_fps=FPS,
+    dataset, _ = build_pretrain_dataset(PretrainDataConfig(sources=[str(frames)], folder_fps=FPS,
                                                    cache_dir=str(folder / "frame_cache")),
                                     model.config.img_size, seed=config.seed + 99)
     return reconstruction_on_dataset(model, dataset)
@@ -268,10 +285,8 @@ def _shares(before: dict, after: dict, region: str, kind: str) -> dict[str, floa
     return {"before": before[region][kind], "after": after[region][kind], "area_share": after[region]["area"]}
 
 
-def _map_figures(folder: Path, model: MicronBERT, table: pd.DataFrame, pairs: PairData, masks: list[np.ndarray],
+def _map_figures(folder: Path, model: MicronBERT, table: pd.DataFrame, pairs: LabelledPairs, masks: list[np.ndarray],
                  classes: list[str], count: int) -> list[str]:
-    from micronbert.viz import pair_maps_figure, patch_map_to_image, save_figure_atomically
-
     chosen = []
     for label in range(len(classes)):
         chosen += [int(i) for i in np.flatnonzero(pairs.labels == label)[:1]]
@@ -292,21 +307,15 @@ def _map_figures(folder: Path, model: MicronBERT, table: pd.DataFrame, pairs: Pa
 
 
 def _curves_figure(pretrain_dir: Path, copy_loss: float, path: Path) -> Path:
-    from micronbert.viz import save_figure_atomically, training_curves_figure
-
     figure = training_curves_figure(read_metrics(pretrain_dir / "metrics.jsonl"),
                                     "pre-training of tiny on synthetic unlabeled video", copy_baseline=copy_loss)
     return save_figure_atomically(figure, path)
 
 
 def _confusion_figure(rows: list[dict[str, Any]], classes: list[str], path: Path) -> Path:
-    from micronbert.viz import draw_confusion, plt, save_figure_atomically
-
-    figure, axes = plt.subplots(1, len(rows), figsize=(4.4 * len(rows), 3.8), squeeze=False)
-    for axis, row in zip(axes[0], rows):
-        draw_confusion(axis, np.asarray(row["confusion_matrix"]), classes, row["method"])
-    figure.suptitle(f"leave-one-subject-out confusion matrices, summed over {len(rows[0]['seeds'])} seeds")
-    figure.tight_layout()
+    figure = confusion_grid_figure([row["confusion_matrix"] for row in rows], [row["method"] for row in rows], classes,
+                                   f"leave-one-subject-out confusion matrices, summed over {len(rows[0]['seeds'])} "
+                                   "seeds")
     return save_figure_atomically(figure, path)
 
 
@@ -329,10 +338,11 @@ def _verdict_line(item: dict[str, Any]) -> str:
 def results_markdown(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]], pretraining: dict[str, Any],
                      config: DemoConfig, samples: int, classes: list[str], seconds: float) -> str:
     """The demo's report in Markdown."""
+    low, high = config.data.amplitude
     lines = ["# micronbert demo: synthetic leave-one-subject-out", "",
-             f"{samples} synthetic samples of {config.subjects} subjects, classes {', '.join(classes)} "
-             f"(scheme {SCHEME}); apex displacement {config.amplitude[0]:.1%}–{config.amplitude[1]:.1%} of the "
-             f"face width; each method trained with seeds {list(config.seeds)}. Values: mean (min–max) over seeds.",
+             f"{samples} synthetic samples of {config.data.subjects} subjects, classes {', '.join(classes)} "
+             f"(scheme {SCHEME}); apex displacement {low:.1%}–{high:.1%} of the face width; each method trained with "
+             f"seeds {list(config.seeds)}. Values: mean (min–max) over seeds.",
              "", "| method | UF1 | UAR | accuracy | s per LOSO run |", "|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['method']} | {_format(row['uf1'])} | {_format(row['uar'])} | "
@@ -345,7 +355,7 @@ def results_markdown(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
     shares, face = pretraining["change_map_on_au_regions"], pretraining["saliency_on_face"]
     relative = pretraining["relative_change_map_on_au_regions"]
     lines += ["", "## Pre-training", "",
-              f"- {pretraining['steps']} steps of {config.pretrain_batch} pairs in {pretraining['seconds']:.0f} s.",
+              f"- {pretraining['steps']} steps of {config.pretrain.batch} pairs in {pretraining['seconds']:.0f} s.",
               f"- Reconstruction loss on 64 pairs of the videos: {rec['rec_loss']:.4f}; copying the swapped "
               f"input gives {rec['copy_baseline_loss']:.4f}.",
               f"- Share of the DMA change map's mass on the true AU regions of the labelled (onset, apex) pairs "
@@ -398,8 +408,8 @@ def run_demo(out_dir: str | Path = "demo_out", config: DemoConfig | None = None,
     def report() -> dict[str, Any]:
         pretrained = load(model_dir)
         torch.manual_seed(config.seed)
-        untrained = create_model("tiny", **config.model_overrides)
-        pairs = load_pairs(table, pretrained.config.img_size)
+        untrained = config.model.build()
+        pairs = load_labelled_pairs(table, pretrained.config.img_size)
         regions = {name: read_clip_masks(data / CASME2_DIR, table.iloc[pairs.rows], pretrained.config.img_size, column)
                    for name, column in (("au", "mask"), ("face", "face_mask"))}
         before = region_mass_shares(untrained, pairs.onsets, pairs.apexes, regions)

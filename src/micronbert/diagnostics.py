@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from micronbert.data.flow import optical_flow
-from micronbert.data.pairs import PairDataset, normalise_batch
+from micronbert.data.pretrain_pairs import PretrainPairDataset, normalise_batch
 from micronbert.data.transforms import to_model_input
 from micronbert.model import MicronBERT, change_map, surprise_map
 from micronbert.model.volatility import patch_change_energy
@@ -112,7 +112,7 @@ def reconstruction_vs_copy(model: MicronBERT, frame_t: torch.Tensor, frame_d: to
     return {"rec_loss": float(out["rec_loss"]), "copy_baseline_loss": float(copy)}
 
 
-def reconstruction_on_dataset(model: MicronBERT, dataset: PairDataset, count: int = 64) -> dict[str, float]:
+def reconstruction_on_dataset(model: MicronBERT, dataset: PretrainPairDataset, count: int = 64) -> dict[str, float]:
     """:func:`reconstruction_vs_copy` on ``count`` pairs spread evenly over a pre-training pair dataset."""
     items = [dataset[int(i)] for i in np.linspace(0, len(dataset) - 1, count).astype(int)]
     device = model.device

@@ -1,16 +1,16 @@
-"""Files in and out: atomic writes (a temporary file in the target's folder, renamed into place, so a crash
-never leaves a half-written result), YAML configuration mappings, dataclasses built from them, and a check of
-their integer fields."""
+"""Files in and out: atomic writes (:func:`atomic_path`: a temporary file in the target's folder, renamed into
+place, so a crash never leaves a half-written result), JSON, folders claimed by one run, and a check of integer
+options."""
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import math
 import numbers
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,19 +22,50 @@ def check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def write_text_atomically(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` through a temporary file."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder to write to; on success it is renamed onto ``path`` in one step, on
+    failure it is removed. A crash therefore never leaves a half-written ``path``::
+
+        with atomic_path("results.csv") as temporary:
+            table.to_csv(temporary)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
+        yield temporary
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file."""
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomically(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` through a temporary file."""
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8", newline="\n") as stream:
+        stream.write(text)
+    return Path(path)
+
+
+def write_png_atomically(path: str | os.PathLike[str], image: np.ndarray) -> Path:
+    """Write an RGB (H, W, 3) or grey (H, W) uint8 image as PNG through a temporary file."""
+    import cv2
+
+    array = np.ascontiguousarray(image[..., ::-1] if image.ndim == 3 else image)
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise ValueError(f"could not encode {path} as PNG")
+    return write_bytes_atomically(path, encoded.tobytes())
 
 
 def json_safe(value: Any) -> Any:
@@ -57,28 +88,6 @@ def write_json_atomically(path: str | os.PathLike[str], data: Any) -> Path:
     return write_text_atomically(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
-def read_yaml_mapping(path: str | os.PathLike[str], section: str | None = None) -> dict[str, Any]:
-    """The mapping in a YAML file (the part under a top-level ``section:`` key when there is one).
-
-    A missing file raises ``FileNotFoundError``; invalid YAML or a non-mapping raises ``ValueError``
-    naming the file.
-    """
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such configuration file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from err
-    if section is not None and isinstance(data, dict) and isinstance(data.get(section), dict):
-        data = data[section]
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of {section or 'configuration'} options")
-    return data
-
-
 def read_json_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     """The JSON object in the file ``path``; a file that is not one raises ``ValueError`` naming it as ``what``."""
     path = Path(path)
@@ -89,25 +98,6 @@ def read_json_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a readable {what} (expected a JSON object)")
     return data
-
-
-def dataclass_from_mapping(cls: type, data: dict[str, Any], what: str) -> Any:
-    """``cls(**data)`` for a dataclass, with unknown keys raising ``ValueError`` that names them and ``what``."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{what}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**data)
-
-
-def config_from_yaml(build: Callable[[dict[str, Any]], Any], path: str | os.PathLike[str], section: str) -> Any:
-    """``build`` applied to the YAML mapping in ``path`` (under ``section:`` when present); a bad field
-    raises ``ValueError`` prefixed with the file's path."""
-    data = read_yaml_mapping(path, section)
-    try:
-        return build(data)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from err
 
 
 def claim_folder(record: str | os.PathLike[str], identity: dict[str, Any], what: str) -> None:

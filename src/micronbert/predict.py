@@ -8,11 +8,9 @@ head, and PoI saliency over the face, probabilities as bars) and a JSON-ready re
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +18,10 @@ import numpy as np
 import torch
 
 from micronbert.data.frames import IMAGE_EXTENSIONS, frame_number, list_frames, read_frame
-from micronbert.data.transforms import to_model_input
+from micronbert.data.transforms import resize_square, to_model_input
 from micronbert.io import read_json_mapping
 from micronbert.model import MicronBERT, change_map, load, relative_change_map, surprise_map
-from micronbert.train.finetune import resize_square
+from micronbert.viz import pair_maps_figure, patch_map_to_image, save_figure_atomically
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -157,8 +155,6 @@ def read_clip(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
 
 def _figure(predictor: Predictor, onset: np.ndarray, apex: np.ndarray, maps: dict[str, Any], title: str,
             path: Path) -> Path:
-    from micronbert.viz import pair_maps_figure, patch_map_to_image, save_figure_atomically
-
     grid = predictor.size // predictor.model.config.patch_size
     onset_small, apex_small = resize_square(onset, predictor.size), resize_square(apex, predictor.size)
     image = {kind: patch_map_to_image(maps[kind], grid, grid, predictor.size, predictor.size)
@@ -244,60 +240,3 @@ def predict_batch(predictor: Predictor, folder: str | Path, out_dir: str | Path 
         except (ValueError, FileNotFoundError) as err:
             failed.append((str(clip), str(err)))
     return results, failed
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def _print_prediction(result: Prediction) -> None:
-    ranked = sorted(result.probabilities.items(), key=lambda item: -item[1])
-    print(f"{result.name}: {result.predicted}  (" + ", ".join(f"{c} {p:.2f}" for c, p in ranked) + ")")
-    if result.apex_searched:
-        print(f"  apex found automatically: {result.apex_frame} (relative DMA change {result.apex_score:.4f}); "
-              f"onset {result.onset_frame}")
-    if result.figure:
-        print(f"  picture: {result.figure}")
-
-
-def _run_predict(args: argparse.Namespace) -> int:
-    chosen = [bool(args.onset or args.apex), bool(args.clip), bool(args.batch)]
-    if sum(chosen) != 1:
-        raise ValueError("give exactly one of --onset/--apex, --clip or --batch")
-    if chosen[0] and not (args.onset and args.apex):
-        raise ValueError("--onset and --apex go together")
-    predictor = load_predictor(args.model)
-    out_dir = None if args.no_pictures else args.out
-    failed: list[tuple[str, str]] = []
-    if chosen[0]:
-        results = [predict_pair(predictor, args.onset, args.apex, out_dir)]
-    elif chosen[1]:
-        results = [predict_clip(predictor, args.clip, out_dir)]
-    else:
-        results, failed = predict_batch(predictor, args.batch, out_dir, progress=not args.json)
-    if args.json:
-        print(json.dumps({"predictions": [asdict(r) for r in results],
-                          "failed": [{"clip": c, "error": e} for c, e in failed]}, indent=2))
-    else:
-        for result in results:
-            _print_prediction(result)
-        for clip, error in failed:
-            print(f"failed: {error}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``micronbert predict``."""
-    parser = subparsers.add_parser("predict", help="classify an onset/apex pair, a clip or a folder of clips",
-                                   description="Class probabilities from a fine-tuned model. For a clip (frame "
-                                   "folder or video) the apex is the frame whose relative DMA change against the "
-                                   "first frame (the mean of its relative change map) is largest; give the annotated "
-                                   "apex with --onset/--apex where there is one (benchmarks/bench_apex.py). Writes a "
-                                   "picture per sample into --out.")
-    parser.add_argument("--model", required=True, help="`micronbert finetune` output folder (model/ + classes.json)")
-    parser.add_argument("--onset", help="onset image file")
-    parser.add_argument("--apex", help="apex image file")
-    parser.add_argument("--clip", help="a clip: folder of numbered frames or a video file")
-    parser.add_argument("--batch", help="a folder of clips (sub-folders or videos), with a progress bar")
-    parser.add_argument("--out", default="predictions", help="folder for the pictures (default: predictions)")
-    parser.add_argument("--no-pictures", action="store_true", help="do not draw pictures")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.set_defaults(run=_run_predict)
-    return parser

@@ -1,16 +1,18 @@
-"""Pictures people would rather look at than read: DMA change maps and PoI saliency over the face."""
+"""Every figure micronbert draws: DMA change maps and PoI saliency over the face, pre-training previews and
+curves, training losses, confusion matrices."""
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import matplotlib
+import numpy as np
+
+from micronbert.io import atomic_path
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
@@ -32,18 +34,12 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str =
 
 def save_figure_atomically(figure: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     """Write a figure as PNG through a temporary file, then close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".png", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=dpi, bbox_inches="tight")
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format="png")
     finally:
         plt.close(figure)
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    return Path(path)
 
 
 def pair_maps_figure(onset: np.ndarray, apex: np.ndarray, change: np.ndarray, saliency: np.ndarray,
@@ -176,3 +172,36 @@ def training_loss_figure(runs: Sequence[Sequence[float]], title: str = "training
     axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str) -> plt.Figure:
+    """The confusion matrix (rows true, columns predicted) with counts."""
+    size = 1.0 + 0.7 * len(class_names)
+    figure, axis = plt.subplots(figsize=(size + 1.5, size))
+    draw_confusion(axis, matrix, class_names, title)
+    return figure
+
+
+def confusion_grid_figure(matrices: Sequence[np.ndarray], titles: Sequence[str], class_names: Sequence[str],
+                          title: str) -> plt.Figure:
+    """Several confusion matrices side by side (one per method)."""
+    figure, axes = plt.subplots(1, len(matrices), figsize=(4.4 * len(matrices), 3.8), squeeze=False)
+    for axis, matrix, name in zip(axes[0], matrices, titles):
+        draw_confusion(axis, np.asarray(matrix), class_names, name)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def heat_to_rgb(heat: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A (grid_h, grid_w) map scaled by its maximum, enlarged to width×height (nearest) and coloured (inferno),
+    as uint8 RGB."""
+    heat = (255 * heat / max(float(heat.max()), 1e-12)).astype(np.uint8)
+    heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_NEAREST)
+    return cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def preview_grid(rows: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+    """Uint8 RGB images of equal size tiled as rows (one row per sample), e.g. I_t, I_{t/s}, reconstruction,
+    change map."""
+    return np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)

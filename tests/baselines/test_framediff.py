@@ -82,8 +82,8 @@ def test_balanced_weighting_helps_the_minority_class():
             apexes.append(apex.astype(np.uint8))
             labels.append(label)
     config = dict(size=4, max_iter=100, weight_decay=1.0)
-    balanced = FrameDifferenceClassifier(2, FrameDifferenceConfig(balanced=True, **config))
-    plain = FrameDifferenceClassifier(2, FrameDifferenceConfig(balanced=False, **config))
+    balanced = FrameDifferenceClassifier(2, FrameDifferenceConfig(class_weighted=True, **config))
+    plain = FrameDifferenceClassifier(2, FrameDifferenceConfig(class_weighted=False, **config))
     minority_hits = [
         int((model.fit(onsets, apexes, labels).predict(onsets, apexes)[30:] == 1).sum()) for model in (balanced, plain)
     ]

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from micronbert.baselines import STSTNet, flow_images_to_tensor
 
@@ -82,10 +84,11 @@ def test_intermediate_shapes_follow_the_published_layout():
 
         return hook
 
-    for name in ("conv1", "maxpool", "avgpool"):
+    for name in ("conv", "maxpool", "avgpool"):
         getattr(model, name).register_forward_hook(record(name))
     model(torch.rand(1, 3, 28, 28))
-    assert shapes == {"conv1": (1, 3, 30, 30), "maxpool": (1, 3, 10, 10), "avgpool": (1, 16, 5, 5)}
+    # the three streams (3 + 5 + 8 channels) are computed by one fused 16-channel convolution
+    assert shapes == {"conv": (1, 16, 30, 30), "maxpool": (1, 16, 10, 10), "avgpool": (1, 16, 5, 5)}
 
 
 def test_eval_mode_is_deterministic_and_train_mode_applies_dropout():
@@ -147,3 +150,152 @@ def test_trains_on_a_tiny_separable_problem():
     with torch.no_grad():
         predictions = model.eval()(flow_images_to_tensor(test_images)).argmax(dim=1).numpy()
     np.testing.assert_array_equal(predictions, test_labels)
+
+
+class ThreeBranchSTSTNet(torch.nn.Module):
+    """The published three-branch form, written plainly: the reference the fused STSTNet must equal."""
+
+    def __init__(self, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 3, kernel_size=3, padding=2)
+        self.conv2 = torch.nn.Conv2d(3, 5, kernel_size=3, padding=2)
+        self.conv3 = torch.nn.Conv2d(3, 8, kernel_size=3, padding=2)
+        self.bn1 = torch.nn.BatchNorm2d(3)
+        self.bn2 = torch.nn.BatchNorm2d(5)
+        self.bn3 = torch.nn.BatchNorm2d(8)
+        self.maxpool = torch.nn.MaxPool2d(kernel_size=3, stride=3, padding=1)
+        self.avgpool = torch.nn.AvgPool2d(kernel_size=2, stride=2)
+        self.dropout = torch.nn.Dropout(p=dropout)
+        self.fc = torch.nn.Linear(400, 3)
+
+    def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        streams = []
+        for index, (conv, bn) in enumerate([(self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)]):
+            pooled = self.maxpool(bn(torch.relu(conv(x))))
+            streams.append(pooled * masks[index] if masks is not None and self.training else self.dropout(pooled))
+        return self.fc(self.avgpool(torch.cat(streams, dim=1)).flatten(1))
+
+
+def _fused_and_reference() -> tuple[STSTNet, ThreeBranchSTSTNet]:
+    published = _published_state_dict(seed=3)
+    fused, reference = STSTNet(), ThreeBranchSTSTNet()
+    fused.load_state_dict(published, strict=True)
+    reference.load_state_dict(published, strict=True)
+    return fused, reference
+
+
+def _dropout_masks(model: STSTNet) -> list[torch.Tensor]:
+    """Capture the masks the fused model's dropout draws, one per stream (3, 5, 8 channels)."""
+    captured: list[torch.Tensor] = []
+
+    def hook(module, args, output) -> None:
+        captured.append((output != 0).to(output.dtype) / (1 - module.p))
+
+    model.dropout.register_forward_hook(hook)
+    return captured
+
+
+def _sgd_step(model: torch.nn.Module, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One plain SGD step of learning rate 1: parameter before − after = its gradient, under published names."""
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    torch.nn.functional.cross_entropy(outputs, targets).backward()
+    torch.optim.SGD(model.parameters(), lr=1.0).step()
+    after = model.state_dict()
+    return {name: before[name] - after[name] for name in before if before[name].is_floating_point()}
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_fused_branches_equal_the_plain_three_branch_network(mode: str):
+    fused, reference = _fused_and_reference()
+    fused.train(mode == "train")
+    reference.train(mode == "train")
+    captured = _dropout_masks(fused)
+    inputs, targets = torch.rand(6, 3, 28, 28) * 255, torch.tensor([0, 1, 2, 0, 1, 2])
+    fused_out = fused(inputs)
+    masks = captured if mode == "train" else None
+    assert masks is None or [mask.shape[1] for mask in masks] == [3, 5, 8]
+    reference_out = reference(inputs, masks)
+    torch.testing.assert_close(fused_out, reference_out, rtol=1e-6, atol=1e-6)
+    fused_steps = _sgd_step(fused, fused_out, targets)
+    reference_steps = _sgd_step(reference, reference_out, targets)
+    assert fused_steps.keys() == reference_steps.keys()
+    for name, step in reference_steps.items():  # the gradients
+        torch.testing.assert_close(fused_steps[name], step, rtol=1e-6, atol=1e-6, msg=name)
+    assert any(step.abs().sum() > 0 for step in fused_steps.values())
+    for name, tensor in reference.state_dict().items():  # after the step; in train mode also the running stats
+        torch.testing.assert_close(fused.state_dict()[name], tensor, rtol=1e-6, atol=1e-6, msg=name)
+
+
+def test_a_seeded_run_trains_exactly_as_the_three_branch_release():
+    """Same seed, same initial weights and dropout masks as the plain three-branch network: equal training."""
+    inputs, targets = torch.rand(24, 3, 28, 28) * 255, torch.arange(24) % 3
+    outputs = []
+    for build in (STSTNet, ThreeBranchSTSTNet):
+        torch.manual_seed(0)
+        model = build()
+        optimiser = torch.optim.Adam(model.parameters(), lr=5e-4)
+        for _ in range(5):
+            loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        outputs.append(model.eval()(inputs))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_training_dropout_zeroes_about_half_of_the_pooled_features():
+    torch.manual_seed(0)
+    model = STSTNet().train()
+    captured = _dropout_masks(model)
+    model(torch.rand(8, 3, 28, 28) * 255)
+    assert 0.4 < (torch.cat(captured, dim=1) == 0).float().mean().item() < 0.6
+
+
+def test_a_partial_published_state_dict_reports_the_missing_branch_and_keeps_its_values():
+    model = STSTNet()
+    untouched = model.state_dict()
+    published = _published_state_dict()
+    partial = {name: tensor for name, tensor in published.items() if not name.startswith("conv2.")}
+    result = model.load_state_dict(partial, strict=False)
+    assert sorted(result.missing_keys) == ["conv2.bias", "conv2.weight"] and not result.unexpected_keys
+    state = model.state_dict()
+    assert torch.equal(state["conv1.weight"], published["conv1.weight"])
+    assert torch.equal(state["conv3.bias"], published["conv3.bias"])
+    assert torch.equal(state["conv2.weight"], untouched["conv2.weight"])
+    with pytest.raises(RuntimeError, match="conv2.weight"):
+        STSTNet().load_state_dict(partial, strict=True)
+
+
+def test_a_published_entry_of_the_wrong_shape_is_named():
+    published = _published_state_dict()
+    published["bn2.running_mean"] = torch.zeros(4)
+    with pytest.raises(RuntimeError, match=r"bn2\.running_mean.*\(4,\).*\(5,\)"):
+        STSTNet().load_state_dict(published, strict=True)
+
+
+def test_state_dict_keeps_the_published_order_inside_a_parent_and_after_a_copy():
+    parent = torch.nn.Sequential(STSTNet(), torch.nn.Identity())
+    keys = list(parent.state_dict())
+    assert keys == [f"0.{name}" for name in PUBLISHED_SHAPES]
+    copied = copy.deepcopy(parent)
+    copied.load_state_dict(parent.state_dict(), strict=True)
+    assert list(copied.state_dict()) == keys
+
+
+def test_state_dict_entries_are_copies_that_safetensors_can_save(tmp_path):
+    model = STSTNet()
+    state = model.state_dict()
+    state["conv1.weight"].zero_()
+    assert model.state_dict()["conv1.weight"].abs().sum() > 0
+    save_file(state, str(tmp_path / "ststnet.safetensors"))
+    restored = STSTNet()
+    restored.load_state_dict(load_file(str(tmp_path / "ststnet.safetensors")), strict=True)
+    assert torch.equal(restored.state_dict()["conv1.weight"], torch.zeros(3, 3, 3, 3))
+
+
+def test_other_input_sizes_build_and_keep_the_layout():
+    model = STSTNet(input_size=16).eval()
+    assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3)
+    assert model.fc.in_features == 16 * 3 * 3
+    with pytest.raises(ValueError, match=r"\(N, 3, 16, 16\)"):
+        model(torch.rand(2, 3, 28, 28))

@@ -11,7 +11,7 @@ import pytest
 
 from micronbert.data.crops import (
     Clip,
-    CropSettings,
+    CropConfig,
     cache_root,
     clip_directory_name,
     prepare_crops,
@@ -19,7 +19,7 @@ from micronbert.data.crops import (
 )
 from micronbert.data.faces import AlignConfig, align_clip
 
-SETTINGS = CropSettings(align=AlignConfig(output_size=64))
+SETTINGS = CropConfig(align=AlignConfig(output_size=64))
 
 
 def _grace_hopper() -> np.ndarray:
@@ -125,7 +125,7 @@ def test_changed_source_or_interrupted_clip_is_redone_alone(dataset, tmp_path):
 
 def test_settings_change_uses_another_cache_folder(dataset, tmp_path):
     clips = {"sub01/EP01": dataset["sub01/EP01"]}
-    jpeg = CropSettings(align=AlignConfig(output_size=64), image_format="jpg", jpeg_quality=90)
+    jpeg = CropConfig(align=AlignConfig(output_size=64), image_format="jpg", jpeg_quality=90)
 
     png_report = prepare_crops(clips, tmp_path, SETTINGS, progress=False)
     jpg_report = prepare_crops(clips, tmp_path, jpeg, progress=False)
@@ -134,7 +134,7 @@ def test_settings_change_uses_another_cache_folder(dataset, tmp_path):
     assert jpg_report.clips[0].status == "prepared"
     assert all(p.suffix == ".jpg" for p in jpg_report.clips[0].crop_paths)
     assert json.loads((jpg_report.cache_root / "settings.json").read_text())["jpeg_quality"] == 90
-    assert CropSettings(align=AlignConfig(output_size=65)).digest() != SETTINGS.digest()
+    assert CropConfig(align=AlignConfig(output_size=65)).digest() != SETTINGS.digest()
 
 
 def test_strict_mode_raises_naming_the_clip_and_file(dataset, tmp_path):
@@ -195,9 +195,9 @@ def test_invalid_clips_and_settings_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="no frames"):
         Clip("a", ())
     with pytest.raises(ValueError, match="jpeg_quality"):
-        CropSettings(image_format="jpg", jpeg_quality=0)
+        CropConfig(image_format="jpg", jpeg_quality=0)
     with pytest.raises(ValueError, match="image_format"):
-        CropSettings(image_format="bmp")  # type: ignore[arg-type]
+        CropConfig(image_format="bmp")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="run prepare_crops first"):
         read_manifest(tmp_path, SETTINGS)
 

@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 
 import micronbert.datasets as public
-from micronbert.data.datasets import (DatasetWarning, available, get_reader, load, load_with_report,
-                                     root_from_arguments)
+from micronbert.data.datasets import DatasetWarning, available, get_reader, load, load_with_report, root_from_arguments
 from tests.data.fixture_trees import build_casme2
 
 

@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 
 from micronbert.data.datasets.sheets import (
-    choose_sheet, column, parse_action_units, parse_frame_number, read_grid, read_table,
+    choose_sheet,
+    column,
+    parse_action_units,
+    parse_frame_number,
+    read_grid,
+    read_table,
 )
 from tests.data.fixture_trees import write_workbook
 

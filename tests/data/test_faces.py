@@ -14,7 +14,7 @@ import pytest
 from micronbert.data.faces import (
     AlignConfig,
     Alignment,
-    CascadeSettings,
+    CascadeConfig,
     FaceAligner,
     FaceBackend,
     FaceDetection,
@@ -231,7 +231,7 @@ def test_no_face_corrupt_and_missing_files_name_the_file(aligner, tmp_path):
 
 
 def test_missing_eyes_fall_back_to_typical_positions_with_a_warning(grace_hopper):
-    backend = OpenCVCascadeBackend(CascadeSettings(eye_cascades=()))
+    backend = OpenCVCascadeBackend(CascadeConfig(eye_cascades=()))
 
     alignment = FaceAligner(backend=backend).alignment_for(grace_hopper, "gh.jpg")
 

@@ -6,7 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
-from micronbert.data.frames import frame_number, frame_path, frame_numbers, list_frames, read_frame, read_grey, sort_frames
+from micronbert.data.frames import (
+    frame_number,
+    frame_numbers,
+    frame_path,
+    list_frames,
+    read_frame,
+    read_grey,
+    sort_frames,
+)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """`micronbert synth` → `micronbert prepare` → the sample table, and face cropping of a real photo clip."""
 import json
+from pathlib import Path
 
 import cv2
 import matplotlib
@@ -8,8 +9,11 @@ import pandas as pd
 import pytest
 
 from micronbert.cli import main as cli_main
+from micronbert.data.datasets import get_scheme
 from micronbert.data.frames import frame_number, read_frame
-from micronbert.data.table import load_table
+from micronbert.data.prepare import load_samples
+from micronbert.data.table import load_table, save_table
+from tests.recognition_fixtures import SCHEME, synthetic_casme2_table
 
 
 def test_synth_then_prepare_reads_back_the_ground_truth(tmp_path):
@@ -122,3 +126,18 @@ def test_several_roots_must_each_be_named(tmp_path, capsys):
     assert cli_main(["prepare", "megc2019", "--root", f"samm={tmp_path}", "--root", f"samm={tmp_path}",
                      "--out", str(tmp_path / "p")]) == 2
     assert "root 'samm' is given twice" in capsys.readouterr().err
+
+
+def test_class_names_come_from_the_scheme_prepare_recorded(tmp_path: Path) -> None:
+    casme2_table = synthetic_casme2_table(tmp_path / "synthetic", subjects=2)
+    table_file = save_table(casme2_table, tmp_path / "table.csv")
+    assert load_samples(str(table_file), None, None, None)[1] == [str(i) for i in range(5)]
+    report = tmp_path / "prepare_report.json"
+    report.write_text(json.dumps({"dataset": "casme2", "scheme": SCHEME}))
+    assert load_samples(str(table_file), None, None, None)[1] == list(get_scheme(SCHEME).classes)
+    report.write_text(json.dumps({"dataset": "casme2", "scheme": "megc2019-3class"}))
+    with pytest.raises(ValueError, match="table.csv: label 4 does not fit the 3 classes of megc2019-3class"):
+        load_samples(str(table_file), None, None, None)
+    report.write_text("{broken")
+    with pytest.raises(ValueError, match="prepare_report.json: not a readable prepare report"):
+        load_samples(str(table_file), None, None, None)

@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-import micronbert.data.pairs as pairs_module
-from micronbert.data.pairs import (PairDataConfig, PairDataset, PairSampler, PreparedSource, build_pair_dataset,
-                                   delta_frames, normalise_batch, square_resize)
+import micronbert.data.pretrain_pairs as pairs_module
+from micronbert.data.pretrain_pairs import (
+    PairSampler,
+    PreparedSource,
+    PretrainDataConfig,
+    PretrainPairDataset,
+    build_pretrain_dataset,
+    delta_frames,
+    normalise_batch,
+)
 from micronbert.data.transforms import to_model_input
 from micronbert.data.video import BadInputError
 
@@ -37,7 +44,7 @@ def test_delta_in_seconds_becomes_frames_per_fps():
 
 
 def test_pairs_follow_each_sources_fps_and_are_reproducible():
-    dataset = PairDataset([source_of(100, 200.0), source_of(30, 25.0)], (0.02, 0.2), seed=3)
+    dataset = PretrainPairDataset([source_of(100, 200.0), source_of(30, 25.0)], (0.02, 0.2), seed=3)
     gaps = {0: [], 1: []}
     for index in range(len(dataset)):
         source, first, second = dataset.locate(index)
@@ -47,7 +54,7 @@ def test_pairs_follow_each_sources_fps_and_are_reproducible():
     assert min(gaps[0]) >= 4 and max(gaps[0]) <= 40 and max(gaps[0]) > 20
     assert min(gaps[1]) >= 1 and max(gaps[1]) <= 5
     assert len(dataset) == (100 - 4) + (30 - 1)
-    again = PairDataset([source_of(100, 200.0), source_of(30, 25.0)], (0.02, 0.2), seed=3)
+    again = PretrainPairDataset([source_of(100, 200.0), source_of(30, 25.0)], (0.02, 0.2), seed=3)
     assert [again.locate(i) for i in range(len(again))] == [dataset.locate(i) for i in range(len(dataset))]
     again.set_epoch(1)
     assert [again.locate(i) for i in range(len(again))] != [dataset.locate(i) for i in range(len(dataset))]
@@ -56,14 +63,14 @@ def test_pairs_follow_each_sources_fps_and_are_reproducible():
 def test_unusable_frames_never_enter_a_pair():
     valid = np.ones(60, bool)
     valid[[5, 6, 7, 30, 59]] = False
-    dataset = PairDataset([source_of(60, 100.0, valid)], (0.02, 0.1), seed=0)
+    dataset = PretrainPairDataset([source_of(60, 100.0, valid)], (0.02, 0.1), seed=0)
     used = {frame for i in range(len(dataset)) for frame in dataset.locate(i)[1:]}
     assert used.isdisjoint({5, 6, 7, 30, 59})
 
 
 def test_a_dataset_without_any_pair_is_refused():
     with pytest.raises(ValueError, match="no frame pair"):
-        PairDataset([source_of(3, 200.0)], (0.02, 0.2))
+        PretrainPairDataset([source_of(3, 200.0)], (0.02, 0.2))
 
 
 def test_build_reads_folders_and_reports_bad_input(tmp_path):
@@ -72,9 +79,9 @@ def test_build_reads_folders_and_reports_bad_input(tmp_path):
     broken = write_numbered_frames(tmp_path / "broken", 20)
     broken[4].write_bytes(b"")
     (tmp_path / "nothing").mkdir()
-    config = PairDataConfig(sources=[str(tmp_path / n) for n in ("good", "short", "broken", "nothing")],
+    config = PretrainDataConfig(sources=[str(tmp_path / n) for n in ("good", "short", "broken", "nothing")],
                             folder_fps=100, delta_s=(0.02, 0.05))
-    dataset, report = build_pair_dataset(config, size=8)
+    dataset, report = build_pretrain_dataset(config, size=8)
     assert report.sources == [str(tmp_path / "good"), str(tmp_path / "broken")]
     problems = {issue.path: issue.problem for issue in report.issues}
     assert "shorter than the smallest δ" in problems[str(short[0].parent)]
@@ -92,57 +99,57 @@ def test_build_reads_folders_and_reports_bad_input(tmp_path):
 def test_stop_policy_raises_naming_the_file(tmp_path, make_bad, named):
     write_numbered_frames(tmp_path / "good", 20)
     make_bad(tmp_path)
-    config = PairDataConfig(sources=[str(tmp_path / "good"), str(tmp_path / "bad")], folder_fps=100,
+    config = PretrainDataConfig(sources=[str(tmp_path / "good"), str(tmp_path / "bad")], folder_fps=100,
                             on_bad_input="stop")
     with pytest.raises(BadInputError, match=named):
-        build_pair_dataset(config, size=8)
+        build_pretrain_dataset(config, size=8)
 
 
 def test_fps_zero_in_a_manifest_stops_the_run(tmp_path):
     write_numbered_frames(tmp_path / "a", 10)
     (tmp_path / "list.csv").write_text("path,fps\na,0\n")
     with pytest.raises(ValueError, match="list.csv, row 2"):
-        build_pair_dataset(PairDataConfig(manifest=str(tmp_path / "list.csv")), size=8)
+        build_pretrain_dataset(PretrainDataConfig(manifest=str(tmp_path / "list.csv")), size=8)
 
 
 def test_nothing_usable_is_an_error_even_when_skipping(tmp_path):
     write_numbered_frames(tmp_path / "short", 1)
     with pytest.raises(ValueError, match="no usable source.*short"):
-        build_pair_dataset(PairDataConfig(sources=[str(tmp_path / "short")], folder_fps=100), size=8)
+        build_pretrain_dataset(PretrainDataConfig(sources=[str(tmp_path / "short")], folder_fps=100), size=8)
 
 
 def test_cache_is_reused_and_invalidated_by_changed_files(tmp_path, monkeypatch):
     paths = write_numbered_frames(tmp_path / "clip", 12)
     paths[2].write_bytes(b"junk")
-    config = PairDataConfig(sources=[str(tmp_path / "clip")], folder_fps=100, cache_dir=str(tmp_path / "cache"))
-    first, first_report = build_pair_dataset(config, size=8)
+    config = PretrainDataConfig(sources=[str(tmp_path / "clip")], folder_fps=100, cache_dir=str(tmp_path / "cache"))
+    first, first_report = build_pretrain_dataset(config, size=8)
 
     def no_decoding(spec):
         raise AssertionError("the cache should have been used")
 
     monkeypatch.setattr(pairs_module, "decode_frames", no_decoding)
-    second, second_report = build_pair_dataset(config, size=8)
+    second, second_report = build_pretrain_dataset(config, size=8)
     assert isinstance(second.sources[0].frames, np.memmap)
     assert np.array_equal(second.sources[0].frames, first.sources[0].frames)
     assert [i.path for i in second_report.issues] == [str(paths[2])]
     assert all(torch.equal(a, b) for a, b in zip(first[7], second[7]))
     cv2.imwrite(str(paths[2]), np.full((16, 16, 3), 2, np.uint8))
     with pytest.raises(AssertionError, match="cache should have been used"):
-        build_pair_dataset(config, size=8)
+        build_pretrain_dataset(config, size=8)
     assert not list((tmp_path / "cache").glob(".*tmp"))
 
 
 @pytest.mark.parametrize("damage", ["index", "frames"])
 def test_damaged_cache_entry_is_decoded_again(tmp_path, damage):
     write_numbered_frames(tmp_path / "clip", 12)
-    config = PairDataConfig(sources=[str(tmp_path / "clip")], folder_fps=100, cache_dir=str(tmp_path / "cache"))
-    first, _ = build_pair_dataset(config, size=8)
+    config = PretrainDataConfig(sources=[str(tmp_path / "clip")], folder_fps=100, cache_dir=str(tmp_path / "cache"))
+    first, _ = build_pretrain_dataset(config, size=8)
     expected = np.array(first.sources[0].frames)
     del first  # its frames are mapped from the file damaged below
     suffix = ".json" if damage == "index" else ".u8"
     [entry] = (tmp_path / "cache").glob(f"*{suffix}")
     entry.write_bytes(entry.read_bytes()[:10])
-    second, _ = build_pair_dataset(config, size=8)
+    second, _ = build_pretrain_dataset(config, size=8)
     assert np.array_equal(np.asarray(second.sources[0].frames), expected)
     assert entry.stat().st_size > 10
 
@@ -161,18 +168,13 @@ def test_face_crop_hook_crops_every_frame_of_a_source_to_one_box(tmp_path):
         calls.append(frame.shape)
         return (0, 0, 20, 20)
 
-    config = PairDataConfig(sources=[str(folder)], folder_fps=50, delta_s=(0.02, 0.04))
-    dataset, _ = build_pair_dataset(config, size=8, cropper=left_half)
+    config = PretrainDataConfig(sources=[str(folder)], folder_fps=50, delta_s=(0.02, 0.04))
+    dataset, _ = build_pretrain_dataset(config, size=8, cropper=left_half)
     assert calls == [(20, 40, 3)]
     frames = dataset.sources[0].frames
     assert frames.shape == (6, 8, 8, 3) and (frames[..., 0] == 200).all() and (frames[..., 2] == 0).all()
-    centre, _ = build_pair_dataset(config, size=8)
+    centre, _ = build_pretrain_dataset(config, size=8)
     assert (centre.sources[0].frames[:, :, :4, 0] == 200).all() and (centre.sources[0].frames[:, :, 4:, 2] == 200).all()
-
-
-def test_square_resize_refuses_a_box_outside_the_frame():
-    with pytest.raises(ValueError, match="outside"):
-        square_resize(np.zeros((10, 10, 3), np.uint8), 8, (20, 20, 5, 5))
 
 
 def test_sampler_splits_global_batches_over_ranks_and_resumes():
@@ -201,8 +203,8 @@ def test_normalise_batch_matches_the_model_input_transform():
 
 def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="delta_s"):
-        PairDataConfig(sources=["x"], delta_s=(0.2, 0.1))
+        PretrainDataConfig(sources=["x"], delta_s=(0.2, 0.1))
     with pytest.raises(ValueError, match="on_bad_input"):
-        PairDataConfig(sources=["x"], on_bad_input="ignore")
+        PretrainDataConfig(sources=["x"], on_bad_input="ignore")
     with pytest.raises(ValueError, match="sources"):
-        PairDataConfig()
+        PretrainDataConfig()

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from micronbert.data.synthetic import video_codec
-from micronbert.data.video import (SourceSpec, check_fps, decode_frames, discover_sources, read_manifest,
-                                   source_fps)
+from micronbert.data.video import SourceSpec, check_fps, decode_frames, discover_sources, read_manifest, source_fps
 
 
 def write_frames(folder: Path, count: int, size: tuple[int, int] = (32, 32), start: int = 1) -> list[Path]:

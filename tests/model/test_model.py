@@ -3,7 +3,8 @@ import torch
 import yaml
 
 import micronbert
-from micronbert.model import ModelConfig, MicronBERT, change_map, reconstruct_images
+from micronbert.model import MicronBERT, ModelConfig, change_map, reconstruct_images
+
 
 def pair(batch=2, size=64, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -20,22 +21,24 @@ def test_named_configurations():
     assert tiny.config.img_size == 64 and tiny.att.heads == 2
     with pytest.raises(ValueError, match="unknown model"):
         micronbert.create_model("huge")
-    with pytest.raises(ValueError, match="unknown model option"):
+    with pytest.raises(ValueError, match="unknown option\\(s\\) dma_quer"):
         micronbert.create_model("tiny", dma_quer="swapped")
     with pytest.raises(ValueError, match="dma_query"):
         micronbert.create_model("tiny", dma_query="both")
-    for bad in (0, 2.5, "96", True):
-        with pytest.raises(ValueError, match=f"dim must be a positive integer, got {bad!r}"):
+    with pytest.raises(ValueError, match="dim must be a positive integer, got 0"):
+        micronbert.create_model("tiny", dim=0)
+    for bad in (2.5, "96", True):
+        with pytest.raises(ValueError, match=f"dim: expected an integer, got {bad!r}"):
             micronbert.create_model("tiny", dim=bad)
 
 
 def test_config_from_yaml(tmp_path):
     path = tmp_path / "model.yaml"
     config = micronbert.create_model("tiny", agreement="dino").config
-    path.write_text(yaml.safe_dump({"model": config.to_dict()}))
+    path.write_text(yaml.safe_dump(config.to_dict()))
     assert ModelConfig.from_yaml(path) == config
-    path.write_text("model: {dim: 96, colour: red}")
-    with pytest.raises(ValueError, match=r"model.yaml: unknown model option\(s\): colour"):
+    path.write_text("{dim: 96, colour: red}")
+    with pytest.raises(ValueError, match=r"model.yaml: unknown option\(s\) colour"):
         ModelConfig.from_yaml(path)
 
 

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from micronbert.model.swapping import (blockwise_swap_mask, patch_mask_to_pixels, random_blocks, swap_count,
-                                       swap_patches)
+from micronbert.model.swapping import blockwise_swap_mask, patch_mask_to_pixels, random_blocks, swap_count, swap_patches
 
 
 def neighbour_share(mask: torch.Tensor, grid: int) -> float:

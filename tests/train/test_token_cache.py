@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import micronbert.train.token_cache as token_cache
+from micronbert.data.transforms import to_model_input
 from micronbert.model import create_model
 from micronbert.train.token_cache import TokenCache, default_cache_dir
 
@@ -84,3 +85,29 @@ def test_a_failed_write_leaves_no_partial_entry(model, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         cache.tokens(_images(1))
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_token_cache_encodes_each_frame_once(tmp_path: Path) -> None:
+    model = create_model("tiny")
+    images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    batch = np.concatenate([images, images[:1]])
+    cache = TokenCache(tmp_path, model, dtype="float32", batch_size=2)
+    tokens = cache.tokens(batch)
+    assert cache.stats.encoded == 3 and cache.stats.hits == 0
+    with torch.no_grad():
+        direct = model.eval().encode(to_model_input(images))
+    assert torch.allclose(tokens[:3], direct, atol=1e-5) and torch.equal(tokens[3], tokens[0])
+    again = TokenCache(tmp_path, model, dtype="float32")
+    assert torch.equal(again.tokens(images), tokens[:3])
+    assert again.stats.encoded == 0 and again.stats.hits == 3
+    with torch.no_grad():
+        model.backbone.norm.weight.add_(1.0)
+    changed = TokenCache(tmp_path, model, dtype="float32")
+    changed.tokens(images)
+    assert changed.stats.encoded == 3, "new encoder weights must not reuse old tokens"
+
+
+def model_input(images: np.ndarray) -> torch.Tensor:
+    from micronbert.data.transforms import to_model_input
+
+    return to_model_input(images)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from micronbert.config import Config
 from micronbert.data.inputs.spec import InputSpec
 from micronbert.io import check_positive_int
 
@@ -15,7 +16,7 @@ OPTIMISERS = ("adam", "adamw", "sgd")
 
 
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(Config):
     """Optimiser, learning rate, epochs and batch of one training run (a fixed budget: the last epoch counts).
 
     lr_steps: epochs after which the learning rate is multiplied by ``lr_gamma``; class_weighted: balanced class

@@ -13,23 +13,24 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from micronbert.config import Config
 from micronbert.io import check_positive_int
-from micronbert.train.metrics import balanced_class_weights
+from micronbert.metrics import balanced_class_weights
 
 
 @dataclass(frozen=True)
-class LinearReadoutConfig:
+class LinearReadoutConfig(Config):
     """Settings of :class:`LinearReadout`.
 
     Attributes:
         weight_decay: L2 penalty on the weights (not the biases).
         max_iter: L-BFGS iterations.
-        balanced: weight the loss by inverse class frequency, which favours UF1/UAR over accuracy.
+        class_weighted: weight the loss by inverse class frequency, which favours UF1/UAR over accuracy.
     """
 
     weight_decay: float = 1e-3
     max_iter: int = 200
-    balanced: bool = True
+    class_weighted: bool = True
 
     def __post_init__(self) -> None:
         check_positive_int("max_iter", self.max_iter)
@@ -55,7 +56,7 @@ class LinearReadout:
         return self._weight is not None
 
     def _class_weights(self, labels: torch.Tensor) -> torch.Tensor:
-        if self.config.balanced:
+        if self.config.class_weighted:
             return torch.from_numpy(balanced_class_weights(labels.numpy(), self.num_classes))
         return (torch.bincount(labels, minlength=self.num_classes) > 0).double()
 

@@ -47,7 +47,7 @@ ClipStatus = Literal["prepared", "cached", "failed"]
 
 
 @dataclass(frozen=True)
-class CropSettings:
+class CropConfig:
     """Everything that changes the crops; its digest names the cache sub-folder."""
 
     align: AlignConfig = field(default_factory=AlignConfig)
@@ -158,7 +158,7 @@ class PrepareReport:
 def prepare_crops(
     clips: Sequence[Clip] | Mapping[str, Sequence[str | Path]],
     cache_dir: str | Path,
-    settings: CropSettings | None = None,
+    settings: CropConfig | None = None,
     workers: int = 1,
     strict: bool = False,
     progress: bool = True,
@@ -169,7 +169,7 @@ def prepare_crops(
     frame). ``workers > 1`` runs clips in parallel processes. A failing clip is reported in the
     result and the manifest; with ``strict=True`` the first failure raises a ValueError instead.
     """
-    settings = settings or CropSettings()
+    settings = settings or CropConfig()
     clip_list = _as_clips(clips)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
@@ -209,12 +209,12 @@ def prepare_crops(
                          seconds=time.perf_counter() - start)
 
 
-def cache_root(cache_dir: str | Path, settings: CropSettings) -> Path:
+def cache_root(cache_dir: str | Path, settings: CropConfig) -> Path:
     """The cache sub-folder used for ``settings``."""
     return Path(cache_dir) / settings.digest()
 
 
-def read_manifest(cache_dir: str | Path, settings: CropSettings) -> dict[str, Any]:
+def read_manifest(cache_dir: str | Path, settings: CropConfig) -> dict[str, Any]:
     """The manifest of ``settings`` under ``cache_dir`` (FileNotFoundError when never prepared)."""
     path = cache_root(cache_dir, settings) / MANIFEST
     if not path.is_file():
@@ -257,7 +257,7 @@ def _as_clips(clips: Sequence[Clip] | Mapping[str, Sequence[str | Path]]) -> lis
 
 
 def _run(
-    clips: list[Clip], root: Path, settings: CropSettings, workers: int
+    clips: list[Clip], root: Path, settings: CropConfig, workers: int
 ) -> Iterable[tuple[ClipReport, dict[str, Any]]]:
     """Yield each clip's report and manifest record as it completes."""
     if workers == 1 or len(clips) <= 1:
@@ -286,7 +286,7 @@ def _init_worker() -> None:
 # One clip
 # ----------------------------------------------------------------------------------------------
 def prepare_clip(
-    clip: Clip, root: Path, settings: CropSettings
+    clip: Clip, root: Path, settings: CropConfig
 ) -> tuple[ClipReport, dict[str, Any]]:
     """Align, crop and cache one clip; failures are returned, not raised."""
     timings = dict.fromkeys(STAGES, 0.0)
@@ -350,7 +350,7 @@ def _existing(path: Path) -> Path:
 
 
 def _cached_report(
-    root: Path, clip: Clip, settings: CropSettings
+    root: Path, clip: Clip, settings: CropConfig
 ) -> tuple[ClipReport, dict[str, Any]] | None:
     """The report of a clip already complete in the cache with unchanged sources, else None."""
     clip_dir = root / "clips" / clip_directory_name(clip.clip_id)
@@ -381,7 +381,7 @@ def _reset_directory(folder: Path) -> None:
     folder.mkdir(parents=True)
 
 
-def _encode(crop: np.ndarray, settings: CropSettings, source: Path) -> bytes:
+def _encode(crop: np.ndarray, settings: CropConfig, source: Path) -> bytes:
     if settings.image_format == "jpg":
         ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
     else:
@@ -392,7 +392,7 @@ def _encode(crop: np.ndarray, settings: CropSettings, source: Path) -> bytes:
 
 
 def _update_manifest(
-    root: Path, settings: CropSettings, records: dict[str, dict[str, Any]]
+    root: Path, settings: CropConfig, records: dict[str, dict[str, Any]]
 ) -> None:
     """Merge this run's clip records into the manifest (clips of earlier runs are kept)."""
     path = root / MANIFEST

@@ -272,7 +272,7 @@ class FaceBackend(Protocol):
 
 
 @dataclass(frozen=True)
-class CascadeSettings:
+class CascadeConfig:
     """Parameters of :class:`OpenCVCascadeBackend`."""
 
     face_cascade: str = "haarcascade_frontalface_alt2.xml"
@@ -297,8 +297,8 @@ class OpenCVCascadeBackend:
 
     name = "opencv"
 
-    def __init__(self, settings: CascadeSettings | None = None) -> None:
-        self.settings = settings or CascadeSettings()
+    def __init__(self, settings: CascadeConfig | None = None) -> None:
+        self.settings = settings or CascadeConfig()
         self._face = _load_cascade(self.settings.face_cascade)
         self._eyes = [_load_cascade(name) for name in self.settings.eye_cascades]
 

@@ -1,21 +1,53 @@
-"""``micronbert prepare``: read a dataset as received, crop its faces once, write the sample table."""
+"""``micronbert prepare``: read a dataset as received, crop its faces once, write the sample table; and
+:func:`load_samples`, the samples of a recognition run from such a table or straight from a dataset."""
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..io import write_json_atomically
-from .crops import Clip, CropSettings, prepare_crops
-from .datasets import get_reader, load_with_report
-from .faces import AlignConfig
-from .frames import frame_number
-from .table import LoadReport, save_table
+from micronbert.config import Config
+from micronbert.data.crops import Clip, CropConfig, prepare_crops
+from micronbert.data.datasets import get_reader, get_scheme, load_with_report, root_from_arguments
+from micronbert.data.datasets import load as load_dataset
+from micronbert.data.datasets.schemes import apply_scheme
+from micronbert.data.faces import AlignConfig
+from micronbert.data.frames import frame_number
+from micronbert.data.table import LoadReport, load_table, save_table
+from micronbert.io import check_positive_int, read_json_mapping, write_json_atomically
+
+MISSING_APEX = ("estimate", "midpoint", "drop")
+FACE_BACKENDS = ("opencv", "mediapipe", "dlib")
 
 TABLE_FILE = "table.csv"
 REPORT_FILE = "prepare_report.json"
+
+
+@dataclass(frozen=True)
+class PrepareConfig(Config):
+    """How ``micronbert prepare`` reads and crops: ``scheme`` of the label column (None: none, or the one the
+    dataset's labels come with), ``crop`` faces (False keeps already-cropped frames) to ``size`` pixels with the
+    face ``backend`` in ``workers`` processes, and what to do with a sample whose annotation has no apex
+    (``missing_apex``: estimate it from the largest change, take the midpoint, or drop the sample)."""
+
+    scheme: str | None = None
+    crop: bool = True
+    size: int = 224
+    backend: str = "opencv"
+    workers: int = 1
+    missing_apex: str = "estimate"
+
+    def __post_init__(self) -> None:
+        check_positive_int("size", self.size)
+        check_positive_int("workers", self.workers)
+        if self.backend not in FACE_BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(FACE_BACKENDS)}, got {self.backend!r}")
+        if self.missing_apex not in MISSING_APEX:
+            raise ValueError(f"missing_apex must be one of {', '.join(MISSING_APEX)}, got {self.missing_apex!r}")
 
 
 @dataclass
@@ -41,7 +73,7 @@ def onset_index(frames: list[str], onset: Any) -> int:
     return numbers.index(int(onset)) if int(onset) in numbers else 0
 
 
-def crop_table_faces(table: pd.DataFrame, cache_dir: Path, settings: CropSettings, workers: int
+def crop_table_faces(table: pd.DataFrame, cache_dir: Path, settings: CropConfig, workers: int
                      ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Align and crop every clip once (from its onset frame) and point the table at the crops.
 
@@ -62,25 +94,73 @@ def crop_table_faces(table: pd.DataFrame, cache_dir: Path, settings: CropSetting
 
 
 def prepare_dataset(name: str, root: str | Path | dict[str, str | Path], out_dir: str | Path,
-                    scheme: str | None = None, *, crop_faces: bool = True, size: int = 224,
-                    backend: str = "opencv", workers: int = 1, missing_apex: str = "estimate",
-                    **reader_options: Any) -> PrepareResult:
-    """Read ``name`` from ``root``, optionally crop faces to ``size``, and write ``table.csv`` and
-    ``prepare_report.json`` into ``out_dir``. Re-running reuses the crop cache. The report names the class scheme
-    of the ``label`` column: ``scheme``, or the one the dataset's labels come with (MEGC 2019)."""
+                    config: PrepareConfig | None = None, **reader_options: Any) -> PrepareResult:
+    """Read ``name`` from ``root``, optionally crop faces, and write ``table.csv`` and ``prepare_report.json`` into
+    ``out_dir``. Re-running reuses the crop cache. The report names the class scheme of the ``label`` column: the
+    configured one, or the one the dataset's labels come with (MEGC 2019)."""
+    config = config or PrepareConfig()
     out_dir = Path(out_dir)
-    scheme = scheme or get_reader(name).fixed_scheme
-    table, load_report = load_with_report(name, root, scheme, missing_apex=missing_apex, **reader_options)
+    scheme = config.scheme or get_reader(name).fixed_scheme
+    table, load_report = load_with_report(name, root, scheme, missing_apex=config.missing_apex, **reader_options)
     failed: dict[str, str] = {}
-    if crop_faces and len(table):
-        settings = CropSettings(align=AlignConfig(output_size=size), backend=backend)
-        table, failed = crop_table_faces(table, out_dir / "crops", settings, workers)
+    if config.crop and len(table):
+        settings = CropConfig(align=AlignConfig(output_size=config.size), backend=config.backend)
+        table, failed = crop_table_faces(table, out_dir / "crops", settings, config.workers)
     table_path = save_table(table, out_dir / TABLE_FILE)
     report = {
-        "dataset": name, "scheme": scheme, "samples": len(table), "cropped": crop_faces, "size": size,
+        "dataset": name, "scheme": scheme, "samples": len(table), "cropped": config.crop, "size": config.size,
         "dropped": [{"sample": d.key, "reason": d.reason} for d in load_report.dropped],
         "warnings": load_report.warnings, "notes": load_report.notes,
         "failed_clips": [{"clip": k, "error": v} for k, v in failed.items()],
     }
     report_path = write_json_atomically(out_dir / REPORT_FILE, report)
     return PrepareResult(table, table_path, report_path, load_report, failed)
+
+
+def load_samples(table: str | Path | None = None, dataset: str | None = None,
+                 root: str | Sequence[str] | None = None, scheme: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The sample table and class names of a recognition run, from either a table ``micronbert prepare`` wrote or a
+    dataset read from ``root`` (one folder or ``NAME=PATH`` entries as
+    :func:`~micronbert.data.datasets.root_from_arguments` reads them), labelled with ``scheme`` (default: the one
+    the table was prepared with, or the dataset's usual one; class names ``0..K-1`` when there is none)."""
+    if (table is None) == (dataset is None):
+        raise ValueError("give either --table or --dataset (with --root)")
+    if table is not None:
+        samples = load_table(table)
+        prepared_with = scheme_of_prepared_table(table)
+        if scheme is None and prepared_with is not None:
+            return samples, _scheme_classes(prepared_with, samples, table)
+        if scheme is not None:
+            samples = apply_scheme(samples, scheme, LoadReport("table"), check_datasets=False)
+    else:
+        if root is None:
+            raise ValueError("--dataset needs --root")
+        scheme = scheme or get_reader(dataset).default_scheme
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            samples = load_dataset(dataset, root_from_arguments(root), scheme=scheme)
+    if scheme is not None:
+        return samples, list(get_scheme(scheme).classes)
+    labels = samples["label"].dropna()
+    if labels.empty:
+        raise ValueError("the samples carry no class labels; choose a class scheme with --scheme")
+    return samples, [str(i) for i in range(int(labels.max()) + 1)]
+
+
+def scheme_of_prepared_table(table: str | Path) -> str | None:
+    """The class scheme ``micronbert prepare`` labelled ``table`` with, from the report beside it (None when
+    there is no such report or it names no scheme)."""
+    report = Path(table).parent / REPORT_FILE
+    if not report.is_file():
+        return None
+    scheme = read_json_mapping(report, "prepare report").get("scheme")
+    return scheme if isinstance(scheme, str) else None
+
+
+def _scheme_classes(scheme: str, samples: pd.DataFrame, table: str | Path) -> list[str]:
+    classes = list(get_scheme(scheme).classes)
+    labels = samples["label"].dropna()
+    if not labels.empty and int(labels.max()) >= len(classes):
+        raise ValueError(f"{table}: label {int(labels.max())} does not fit the {len(classes)} classes of {scheme}, "
+                         "the scheme its prepare report names")
+    return classes

@@ -5,7 +5,7 @@ centre-cropped to a square, resized to the model's input size and kept as one ui
 (T, S, S, 3): in memory, or in ``cache_dir`` as a raw file that is memory-mapped on later runs, so that
 JPEG/video decoding never runs in the training loop and DataLoader workers share the pages.
 
-Item ``i`` of :class:`PairDataset` is an anchor frame t of some source; δ is drawn uniformly in
+Item ``i`` of :class:`PretrainPairDataset` is an anchor frame t of some source; δ is drawn uniformly in
 ``delta_s`` seconds, converted with that source's fps (at least one frame), from a generator seeded by
 (seed, epoch, i): items do not depend on worker processes, ranks or the order they are read in.
 :class:`PairSampler` deals global batches out to ranks so that K processes see exactly the samples one
@@ -22,27 +22,26 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..config import Config
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, Box, centre_square, resize_square
 from .video import (BadInputError, SourceIssue, SourceSpec, check_fps, check_policy, decode_frames,
                     discover_sources, read_manifest, source_fps)
 
 LOG = logging.getLogger(__name__)
 
-FaceBox = tuple[int, int, int, int]
 # Face-crop hook: given the first usable frame of a source (H, W, 3 RGB uint8), the (x, y, width, height)
 # box to crop every frame of that source to, or None for the default centre square. One box per source
 # keeps co-located patches co-located, which the pair's micro-motion depends on.
-FaceCropper = Callable[[np.ndarray], "FaceBox | None"]
+FaceCropper = Callable[[np.ndarray], "Box | None"]
 CACHE_VERSION = 1
 
 
 @dataclass
-class PairDataConfig:
+class PretrainDataConfig(Config):
     """Where the frames come from and how pairs are drawn (the ``data`` section of a pre-training config).
 
     ``sources``: frame folders, video files or folders holding them; ``manifest``: a CSV listing sources
@@ -63,7 +62,6 @@ class PairDataConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        self.delta_s = tuple(float(v) for v in self.delta_s)
         self.validate()
 
     def validate(self) -> None:
@@ -117,24 +115,6 @@ def load_face_cropper(target: str) -> FaceCropper:
     if not callable(function):
         raise ValueError(f"data.face_crop: {target!r} is not callable")
     return function
-
-
-def square_resize(image: np.ndarray, size: int, box: FaceBox | None) -> np.ndarray:
-    """Crop ``image`` to ``box`` (clipped to the image), or to its centre square, and resize to size²."""
-    height, width = image.shape[:2]
-    if box is None:
-        side = min(height, width)
-        x, y, w, h = (width - side) // 2, (height - side) // 2, side, side
-    else:
-        x, y, w, h = (int(v) for v in box)
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"face box {box} lies outside the {width}x{height} frame")
-    crop = image[y0:y1, x0:x1]
-    if crop.shape[:2] == (size, size):
-        return np.ascontiguousarray(crop)
-    shrinking = crop.shape[0] > size
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
 class FrameCache:
@@ -216,7 +196,7 @@ def prepare_source(spec: SourceSpec, size: int, folder_fps: float | None, cache:
 
 def _resized_frames(spec: SourceSpec, size: int, cropper: FaceCropper | None,
                     issues: list[SourceIssue]) -> Iterator[np.ndarray | None]:
-    box: FaceBox | None = None
+    box: Box | None = None
     box_known = cropper is None
     for frame in decode_frames(spec):
         if frame.image is None:
@@ -226,10 +206,10 @@ def _resized_frames(spec: SourceSpec, size: int, cropper: FaceCropper | None,
         if not box_known:
             box = _face_box(cropper, frame.image, frame.label)
             box_known = True
-        yield square_resize(frame.image, size, box)
+        yield resize_square(frame.image, size, box if box is not None else centre_square(frame.image))
 
 
-def _face_box(cropper: FaceCropper, image: np.ndarray, label: str) -> FaceBox | None:
+def _face_box(cropper: FaceCropper, image: np.ndarray, label: str) -> Box | None:
     try:
         box = cropper(image)
     except ValueError as err:
@@ -245,7 +225,7 @@ def delta_frames(delta_s: tuple[float, float], fps: float) -> tuple[int, int]:
     return low, max(low, round(delta_s[1] * fps))
 
 
-class PairDataset(Dataset):
+class PretrainPairDataset(Dataset):
     """Pairs (I_t, I_{t+δ}) of uint8 (S, S, 3) tensors; see the module docstring for the sampling."""
 
     def __init__(self, sources: Sequence[PreparedSource], delta_s: tuple[float, float], seed: int = 0) -> None:
@@ -342,8 +322,8 @@ class PairSampler(Sampler[int]):
         return (self.batches_per_epoch - self.start_batch) * self.per_rank
 
 
-def build_pair_dataset(config: PairDataConfig, size: int, seed: int = 0,
-                       cropper: FaceCropper | None = None) -> tuple[PairDataset, DataReport]:
+def build_pretrain_dataset(config: PretrainDataConfig, size: int, seed: int = 0,
+                       cropper: FaceCropper | None = None) -> tuple[PretrainPairDataset, DataReport]:
     """Discover, validate, decode (or read from the cache) every source and build the pair dataset.
 
     Under ``on_bad_input="stop"`` the first problem raises :class:`BadInputError` naming the file; under
@@ -377,7 +357,7 @@ def build_pair_dataset(config: PairDataConfig, size: int, seed: int = 0,
     if not prepared:
         problems = "; ".join(map(str, report.issues)) or "no source given"
         raise ValueError(f"no usable source: {problems}")
-    dataset = PairDataset(prepared, config.delta_s, seed)
+    dataset = PretrainPairDataset(prepared, config.delta_s, seed)
     report.sources = [s.name for s in prepared]
     report.frames = int(sum(len(s.valid) for s in prepared))
     report.pairs = len(dataset)

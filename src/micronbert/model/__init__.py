@@ -3,7 +3,7 @@ warp-motion and expected-change extensions."""
 from .checkpoint import convert_official, load, load_official_checkpoint, save
 from .config import CONFIGS, ModelConfig, named_config
 from .dma import DiagonalMicroAttention, change_map, relative_change_map
-from .factory import create_model, list_models
+from .factory import ModelInitConfig, create_model, list_models
 from .heads import RecognitionHead, pool_patches
 from .micronbert import MicronBERT, check_frames, reconstruct_images
 from .motion import MotionHead, warped_pair
@@ -13,7 +13,7 @@ from .vit import VisionTransformer
 from .volatility import VolatilityHead, surprise_map
 
 __all__ = [
-    "CONFIGS", "DiagonalMicroAttention", "MicronBERT", "ModelConfig", "MotionHead", "RecognitionHead",
+    "CONFIGS", "DiagonalMicroAttention", "MicronBERT", "ModelConfig", "ModelInitConfig", "MotionHead", "RecognitionHead",
     "VisionTransformer", "VolatilityHead",
     "blockwise_swap_mask", "change_map", "check_frames", "convert_official", "create_model", "list_models",
     "load", "load_official_checkpoint", "named_config", "poi_saliency", "pool_patches", "reconstruct_images",

@@ -1,14 +1,13 @@
 """Model configuration: one dataclass, loadable from YAML, with every open choice of METHOD.md named."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..io import check_positive_int, config_from_yaml
+from ..config import Config
+from ..io import check_positive_int
 
 DMA_QUERIES = ("reference", "swapped")
 POI_MODES = ("saliency", "off")
@@ -18,7 +17,7 @@ HEADS = ("dma", "motion")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Config):
     """Every architectural and loss choice of μ-BERT (METHOD.md §2–§8).
 
     Defaults are those of the published ``official-small`` encoder with micronbert's method defaults
@@ -149,28 +148,6 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
         if self.num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
-
-    def replace(self, **overrides: Any) -> ModelConfig:
-        """A copy with some fields changed (validated)."""
-        return ModelConfig.from_dict({**self.to_dict(), **overrides})
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Build from a plain dict; unknown keys raise ``ValueError`` naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model option(s): {', '.join(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> ModelConfig:
-        """Read a YAML file holding the fields (optionally under a top-level ``model:`` key)."""
-        return config_from_yaml(cls.from_dict, path, "model")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -39,22 +39,15 @@ machine has several.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import gc
 import json
 import math
-import os
-import re
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -63,49 +56,34 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data.pairs import (DataReport, FaceCropper, PairDataConfig, PairDataset, PairSampler, build_pair_dataset,
-                          normalise_batch)
-from ..data.transforms import to_uint8
-from ..model import MicronBERT, change_map, create_model, load, reconstruct_images, save
-from .checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint, step_checkpoints
-from ..io import check_positive_int, write_json_atomically
+from micronbert.config import Config
+from micronbert.data.pretrain_pairs import (
+    DataReport,
+    FaceCropper,
+    PairSampler,
+    PretrainDataConfig,
+    PretrainPairDataset,
+    build_pretrain_dataset,
+    normalise_batch,
+)
+from micronbert.data.transforms import to_uint8
+from micronbert.io import check_positive_int, write_json_atomically, write_png_atomically, write_text_atomically
+from micronbert.model import MicronBERT, ModelInitConfig, change_map, reconstruct_images, save
+from micronbert.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint, step_checkpoints
+from micronbert.train.distributed import (
+    DistributedContext,
+    init_distributed,
+    leave_process_group,
+    replica_difference,
+    resolve_device,
+)
+from micronbert.train.optim import OptimConfig, build_optimizer, learning_rate
+from micronbert.viz import heat_to_rgb, preview_grid, save_figure_atomically, training_curves_figure
 
 
 # ------------------------------------------------------------------------------------------ configuration
-@dataclass
-class ModelSection:
-    """``name`` of a named configuration with field ``overrides``, or ``init``: a ``micronbert.save`` folder
-    to start from (its configuration is used and ``name``/``overrides`` are ignored)."""
-
-    name: str = "tiny"
-    overrides: dict[str, Any] = field(default_factory=dict)
-    init: str | None = None
-
-
-@dataclass
-class OptimSection:
-    """AdamW with linear warm-up then cosine decay to ``min_lr``; ``clip_grad`` 0 turns clipping off.
-    Biases, norms and embedding tokens get no weight decay."""
-
-    lr: float = 1.5e-4
-    min_lr: float = 1e-6
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = 100
-    clip_grad: float = 1.0
-
-    def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)
-        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
-            raise ValueError(f"optim: need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
-        if self.weight_decay < 0 or self.warmup_steps < 0 or self.clip_grad < 0:
-            raise ValueError("optim: weight_decay, warmup_steps and clip_grad must be >= 0")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
-
-
-@dataclass
-class TrainSection:
+@dataclass(frozen=True)
+class PretrainTrainConfig(Config):
     """Length, batch (global, over all processes), device, precision and output of a run.
 
     ``accum_steps`` splits each process's share of the global batch into that many chunks whose
@@ -139,166 +117,25 @@ class TrainSection:
             raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """Safe YAML that also reads ``1e-4`` (no dot) as a float, as users write it."""
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                |[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def read_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
-
-
 # summed per step, logged as interval means
 LOSS_KEYS = ("loss", "rec_loss", "agree_loss", "motion_loss", "volatility_loss")
-SECTIONS = {"model": ModelSection, "data": PairDataConfig, "optim": OptimSection, "train": TrainSection}
 
 
-@dataclass
-class PretrainConfig:
-    """A whole pre-training run: ``model``, ``data``, ``optim`` and ``train`` sections."""
+@dataclass(frozen=True)
+class PretrainConfig(Config):
+    """A whole pre-training run: sections ``model`` (:class:`~micronbert.model.ModelInitConfig`), ``data``,
+    ``optim`` and ``train``."""
 
-    data: PairDataConfig
-    model: ModelSection = field(default_factory=ModelSection)
-    optim: OptimSection = field(default_factory=OptimSection)
-    train: TrainSection = field(default_factory=TrainSection)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PretrainConfig:
-        """Build from nested dicts; unknown sections or keys raise ``ValueError`` naming them."""
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a mapping of sections, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(SECTIONS))
-        if unknown:
-            raise ValueError(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
-        return cls(**{name: _section(name, SECTIONS[name], data.get(name) or {}) for name in SECTIONS})
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> PretrainConfig:
-        """Read a YAML file and apply ``section.key=value`` overrides."""
-        file = Path(path)
-        if not file.is_file():
-            raise FileNotFoundError(f"config file not found: {file}")
-        try:
-            data = read_yaml(file.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{file}: not valid YAML ({err})") from None
-        try:
-            return cls.from_dict(apply_overrides(data, overrides))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{file}: {err}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-
-def _section(name: str, kind: type, values: dict[str, Any]) -> Any:
-    if not isinstance(values, dict):
-        raise ValueError(f"section {name} must be a mapping, got {values!r}")
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {name} option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return kind(**values)
-
-
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """A copy of ``data`` with every ``dotted.key=value`` applied (value parsed as YAML: ``1e-4``,
-    ``[a, b]``, ``null``, ``true``)."""
-    result = json.loads(json.dumps(data))
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {item!r} must read section.key=value")
-        try:
-            value = read_yaml(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"override {item!r}: value is not valid YAML ({err})") from None
-        *parents, leaf = key.strip().split(".")
-        node = result
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part} is not a section")
-        node[leaf] = value
-    return result
-
-
-# ------------------------------------------------------------------------------------------ schedule
-def learning_rate(step: int, optim: OptimSection, total_steps: int) -> float:
-    """Learning rate of step ``step`` (0-based): linear warm-up, then cosine from ``lr`` to ``min_lr``."""
-    if step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
-    progress = (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps)
-    return optim.min_lr + (optim.lr - optim.min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def build_optimizer(model: torch.nn.Module, optim: OptimSection) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; 1-D tensors (biases, norms) and tokens without decay."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            plain = parameter.ndim <= 1 or name.endswith(("cls_token", "pos_embed"))
-            (no_decay if plain else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas)
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    model: ModelInitConfig = field(default_factory=ModelInitConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
 
 
 def chunk_generator(seed: int, step: int, chunk: int, device: torch.device) -> torch.Generator:
     """The generator of one chunk of one step (swap masks, crops): independent of process layout."""
     state = int(np.random.SeedSequence([seed, step, chunk]).generate_state(1, dtype=np.uint64)[0] >> 1)
     return torch.Generator(device=device).manual_seed(state)
-
-
-# ------------------------------------------------------------------------------------------ distribution
-@dataclass(frozen=True)
-class DistributedContext:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_kind: str) -> DistributedContext:
-    """Join the process group torchrun describes in the environment (``WORLD_SIZE`` > 1), else a single
-    process. NCCL on GPUs, gloo on CPUs."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return DistributedContext()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
-    return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(kind: str, context: DistributedContext) -> torch.device:
-    if kind == "auto":
-        kind = "cuda" if torch.cuda.is_available() else "cpu"
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("train.device is cuda but no GPU is available")
-        torch.cuda.set_device(context.local_rank)
-        return torch.device("cuda", context.local_rank)
-    return torch.device("cpu")
-
-
-def replica_difference(model: torch.nn.Module) -> float:
-    """Largest absolute difference between any process's parameters and rank 0's (0.0 alone)."""
-    if not dist.is_initialized():
-        return 0.0
-    flat = torch.cat([t.detach().float().flatten() for t in model.state_dict().values() if t.is_floating_point()])
-    reference = flat.clone()
-    dist.broadcast(reference, src=0)
-    difference = (flat - reference).abs().max()
-    dist.all_reduce(difference, op=dist.ReduceOp.MAX)
-    return float(difference)
 
 
 # ------------------------------------------------------------------------------------------ outputs
@@ -325,9 +162,7 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     if not path.is_file():
         return
     kept = [row for row in read_metrics(path) if row["step"] <= last_step]
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(json.dumps(row) + "\n" for row in kept))
-    os.replace(temporary, path)
+    write_text_atomically(path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
 def preview_image(model: MicronBERT, frame_t: torch.Tensor, out: dict[str, torch.Tensor],
@@ -338,26 +173,11 @@ def preview_image(model: MicronBERT, frame_t: torch.Tensor, out: dict[str, torch
         recon = reconstruct_images(model, out["pred"][:count].float(), frame_t[:count].float())
         changes = change_map(out["dma_map"][:count].float())
     height, width = frame_t.shape[-2:]
-    grid_h, grid_w = height // model.config.patch_size, width // model.config.patch_size
-    rows = []
-    for index, (first, swapped, rebuilt) in enumerate(zip(to_uint8(frame_t[:count]),
-                                                          to_uint8(out["swapped"][:count]), to_uint8(recon))):
-        heat = changes[index].reshape(grid_h, grid_w).cpu().numpy()
-        heat = (255 * heat / max(float(heat.max()), 1e-12)).astype(np.uint8)
-        heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_NEAREST)
-        colour = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
-        rows.append(np.concatenate([first, swapped, rebuilt, colour], axis=1))
-    return np.concatenate(rows, axis=0)
-
-
-def write_png_atomically(path: Path, image: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
-    if not ok:
-        raise ValueError(f"could not encode the preview {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(encoded.tobytes())
-    os.replace(temporary, path)
+    grid = (height // model.config.patch_size, width // model.config.patch_size)
+    return preview_grid([(first, swapped, rebuilt, heat_to_rgb(changes[index].reshape(grid).cpu().numpy(), width,
+                                                               height))
+                         for index, (first, swapped, rebuilt) in enumerate(zip(
+                             to_uint8(frame_t[:count]), to_uint8(out["swapped"][:count]), to_uint8(recon)))])
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -373,7 +193,7 @@ class Pretrainer:
         self.checkpoints = self.out_dir / "checkpoints"
         self.metrics_path = self.out_dir / "metrics.jsonl"
         torch.manual_seed(self.train.seed)
-        self.model = self._build_model().to(self.device)
+        self.model = self.config.model.build().to(self.device)
         self.dataset, self.report = self._build_data(cropper)
         self.sampler = PairSampler(len(self.dataset), self.train.global_batch, context.rank, context.world_size,
                                    self.train.seed)
@@ -391,18 +211,12 @@ class Pretrainer:
         if self.train.compile:
             self.forward_module = torch.compile(self.forward_module)
 
-    def _build_model(self) -> MicronBERT:
-        section = self.config.model
-        if section.init:
-            return load(section.init)
-        return create_model(section.name, **section.overrides)
-
-    def _build_data(self, cropper: FaceCropper | None) -> tuple[PairDataset, DataReport]:
+    def _build_data(self, cropper: FaceCropper | None) -> tuple[PretrainPairDataset, DataReport]:
         """Rank 0 decodes first (filling a shared cache), the other ranks then read it."""
         size = self.model.config.img_size
         if self.context.world_size > 1 and not self.context.is_main:
             dist.barrier()
-        built = build_pair_dataset(self.config.data, size, self.train.seed, cropper)
+        built = build_pretrain_dataset(self.config.data, size, self.train.seed, cropper)
         if self.context.world_size > 1 and self.context.is_main:
             dist.barrier()
         return built
@@ -517,7 +331,7 @@ class Pretrainer:
         if self.context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             truncate_metrics(self.metrics_path, self.step)
-            (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            write_text_atomically(self.out_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
             write_json_atomically(self.out_dir / "data_report.json", self.report.to_dict())
 
     def _log_row(self, interval: torch.Tensor, steps: int, samples_per_s: float, elapsed: float) -> dict:
@@ -543,8 +357,6 @@ class Pretrainer:
             self._plot_curves()
 
     def _plot_curves(self) -> None:
-        from micronbert.viz import save_figure_atomically, training_curves_figure
-
         rows = read_metrics(self.metrics_path) if self.metrics_path.is_file() else []
         if rows:
             title = f"pre-training of {self.config.model.name} (global batch {self.train.global_batch})"
@@ -580,44 +392,3 @@ def pretrain(config: PretrainConfig, resume: bool = False, cropper: FaceCropper 
         leave_process_group()
 
 
-def leave_process_group() -> None:
-    """Destroy the process group once nothing holds it any more (DDP's reducer may sit in a reference cycle):
-    a gloo group left to the interpreter's exit, or torn down while a peer still talks to it, can abort."""
-    gc.collect()
-    dist.destroy_process_group()
-
-
-# ------------------------------------------------------------------------------------------ command line
-def add_pretrain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``pretrain`` on a sub-command set; its ``run`` returns an exit status."""
-    parser = subparsers.add_parser(
-        "pretrain", help="self-supervised pre-training on unlabeled video",
-        description="Pre-train μ-BERT on frame pairs from frame folders, videos or a manifest. Configure with "
-        "a YAML file and --set section.key=value overrides; start several processes with torchrun.")
-    parser.add_argument("--config", required=True, help="YAML file (e.g. configs/pretrain_tiny.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one setting, e.g. --set optim.lr=1e-4 (repeatable; value read as YAML)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the last checkpoint in train.out_dir")
-    parser.set_defaults(run=run_pretrain_command)
-    return parser
-
-
-def run_pretrain_command(args: argparse.Namespace) -> int:
-    """The ``pretrain`` sub-command."""
-    config = PretrainConfig.from_yaml(args.config, args.overrides)
-    summary = pretrain(config, resume=args.resume)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"pre-trained {summary['steps']} steps in {summary['seconds']:.1f} s; model: {summary['model']}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m micronbert.train.pretrain`` (what ``micronbert pretrain`` runs)."""
-    from micronbert.cli import main as cli_main
-
-    return cli_main(["pretrain", *(argv if argv is not None else sys.argv[1:])])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,33 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from micronbert.config import Config
 from micronbert.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_model_input
+from micronbert.io import atomic_path, check_positive_int
 from micronbert.model.micronbert import MicronBERT
 
 CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class TokenCacheConfig(Config):
+    """Where and how encoder tokens are cached (``frozen`` recognition): ``dir`` (None:
+    :func:`default_cache_dir`), ``dtype`` of the stored tokens, ``encode_batch_size`` frames per encoder call.
+    None of them changes a prediction beyond the rounding of ``dtype``."""
+
+    dir: str | None = None
+    dtype: str = "float16"
+    encode_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.dtype not in CACHE_DTYPES:
+            raise ValueError(f"cache.dtype must be one of {', '.join(CACHE_DTYPES)}, got {self.dtype!r}")
+        check_positive_int("cache.encode_batch_size", self.encode_batch_size)
+
+    def open(self, model: MicronBERT) -> TokenCache:
+        """The cache of ``model``'s encoder."""
+        root = Path(self.dir).expanduser() if self.dir else default_cache_dir()
+        return TokenCache(root, model, self.dtype, self.encode_batch_size)
 
 
 def default_cache_dir() -> Path:
@@ -134,12 +156,5 @@ class TokenCache:
             return None  # a damaged entry is re-encoded and overwritten
 
     def _write(self, path: Path, tokens: torch.Tensor) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        os.close(handle)
-        try:
-            save_file({"tokens": tokens.contiguous()}, temporary, metadata={"preprocessing": self.tag})
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as temporary:
+            save_file({"tokens": tokens.contiguous()}, str(temporary), metadata={"preprocessing": self.tag})

@@ -6,9 +6,9 @@ its peak equals `amplitude` x face width, and follows an onset -> apex -> offset
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -1,10 +1,11 @@
 """Configuration of a synthetic dataset (`micronbert synth`)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Mapping
+from dataclasses import dataclass
 
 import numpy as np
+
+from micronbert.config import Config
 
 from .actions import CLASSES, DEFAULT_AMPLITUDE, DEFAULT_DURATION_S
 from .faces import MIN_SIZE
@@ -13,7 +14,7 @@ MAX_SUBJECTS = 99
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(Config):
     """What `write_synthetic_dataset` generates.
 
     Labelled part (CASME II-like): `subjects` x `clips_per_subject` clips, classes taken in turn from
@@ -60,25 +61,6 @@ class SynthConfig:
             raise ValueError(f"nuisance_strength must be a non-negative number, got {self.nuisance_strength!r}")
         if not np.isfinite(self.expressions_per_second) or self.expressions_per_second <= 0:
             raise ValueError(f"expressions_per_second must be positive, got {self.expressions_per_second!r}")
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        for key in ("classes", "amplitude", "duration_s"):
-            data[key] = list(data[key])
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> SynthConfig:
-        """Build from a mapping (e.g. parsed YAML/JSON); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown SynthConfig keys {unknown}; known: {sorted(known)}")
-        values = dict(data)
-        for key in ("classes", "amplitude", "duration_s"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:

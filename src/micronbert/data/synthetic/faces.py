@@ -7,9 +7,10 @@ is half the face width and y points down.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np

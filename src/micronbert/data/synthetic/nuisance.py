@@ -5,11 +5,12 @@ and a frame rendered alone equals the same frame rendered inside a clip.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Mapping
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+
+from micronbert.config import Config
 
 HEAD_MOTION_HZ = (0.3, 2.0)
 FLICKER_HZ = (4.0, 40.0)
@@ -18,7 +19,7 @@ BACKGROUND_CHANGE_LEVEL = 0.5 / 255
 
 
 @dataclass(frozen=True)
-class NuisanceConfig:
+class NuisanceConfig(Config):
     """Strength of each nuisance; `NuisanceConfig()` is a realistic default, `NuisanceConfig.none()` a clean one.
 
     head_translation: peak head shift, fraction of the image size. head_rotation_deg: peak in-plane rotation.
@@ -62,16 +63,6 @@ class NuisanceConfig:
             jpeg_quality=self.jpeg_quality if strength > 0 else None,
             background_motion=self.background_motion * strength,
         )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> NuisanceConfig:
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown NuisanceConfig keys {unknown}")
-        return cls(**dict(data))
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ noised and JPEG-compressed. Ground truth is given in the image coordinates of a 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np

@@ -26,11 +26,11 @@ import os
 import shutil
 import tempfile
 from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import av
 import cv2
