@@ -2,7 +2,7 @@
 
 Builds a synthetic dataset of clips made from real face photographs (matplotlib's grace_hopper.jpg
 and scikit-image's astronaut.png, placed on a frame of the chosen size and moved by one pixel per
-frame), runs :func:`micronbert.data.crops.prepare_crops` on it with the requested number of worker
+frame), runs :func:`micronbert.data.faces.crop_cache.prepare_crops` on it with the requested number of worker
 processes, then once more to time the resumed (all cached) pass. Writes
 ``benchmarks/results/bench_prepare_cpu_<date>.json`` and ``.md``.
 
@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from micronbert.data.crops import CropConfig, PrepareReport, prepare_crops
 from micronbert.data.faces import AlignConfig
+from micronbert.data.faces.crop_cache import CropConfig, PrepareReport, prepare_crops
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

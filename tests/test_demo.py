@@ -72,7 +72,7 @@ def test_a_model_with_a_volatility_head_adds_the_surprise_map_to_the_report(tmp_
     surprise = json.loads((tmp_path / "out" / "results.json").read_text())["pretraining"]["surprise_map_on_au_regions"]
     assert 0 <= surprise["before"] <= 1 and 0 <= surprise["after"] <= 1
     report = (tmp_path / "out" / "results.md").read_text()
-    assert f"surprise map (the relative change map weighted by the expected change, METHOD.md §11): " \
+    assert f"surprise map (the relative change map weighted by the volatility, METHOD.md §11): " \
            f"{surprise['before']:.1%} and {surprise['after']:.1%}." in report
 
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from micronbert.data.transforms import to_model_input
-from micronbert.model import create_model
 from micronbert.diagnostics import (
     maps_region_shares,
     mass_share,
@@ -14,6 +13,7 @@ from micronbert.diagnostics import (
     reference_change_maps,
     region_mass_shares,
 )
+from micronbert.model import create_model
 
 
 def test_patch_coverage_is_the_covered_fraction_of_each_patch():
@@ -74,7 +74,7 @@ def test_pair_maps_add_the_surprise_map_with_a_volatility_head():
     assert set(maps) == {"change", "relative_change", "saliency", "surprise"}
     with torch.no_grad():
         apex_tokens = model.encode(to_model_input(apexes))
-        expected = model.surprise(apex_tokens, model.encode(to_model_input(onsets)))
+        expected = model.surprise(apex_tokens=apex_tokens, onset_tokens=model.encode(to_model_input(onsets)))
     np.testing.assert_allclose(maps["surprise"], expected.numpy(), rtol=1e-4, atol=1e-7)
     shares = region_mass_shares(model, onsets, apexes, {"all": [np.ones((64, 64), bool)] * 3})
     assert shares["all"]["surprise"] == pytest.approx(1.0)

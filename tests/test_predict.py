@@ -70,7 +70,7 @@ def test_pair_maps_are_the_models_and_a_still_pair_shows_no_relative_change(trai
     frames, _ = read_clip(_clip_folders(trained[1])[0])
     maps = predictor.pair(frames[0], frames[-1])
     with torch.no_grad():
-        out = predictor.model.recognize(to_model_input(frames[0]), to_model_input(frames[-1]))
+        out = predictor.model.recognize(onset=to_model_input(frames[0]), apex=to_model_input(frames[-1]))
     np.testing.assert_allclose(maps["probabilities"], torch.softmax(out["logits"], 1)[0].numpy(), atol=1e-6)
     np.testing.assert_allclose(maps["change"], change_map(out["dma_map"])[0].numpy(), atol=1e-6)
     assert {key: value.shape for key, value in maps.items()} == {
@@ -89,7 +89,7 @@ def test_a_model_with_a_volatility_head_also_gives_and_draws_the_surprise_map(tm
     maps = predictor.pair(onset, apex)
     with torch.no_grad():
         apex_tokens, onset_tokens = (predictor.model.encode(to_model_input(frame)) for frame in (apex, onset))
-        expected = predictor.model.surprise(apex_tokens, onset_tokens)[0].numpy()
+        expected = predictor.model.surprise(apex_tokens=apex_tokens, onset_tokens=onset_tokens)[0].numpy()
     np.testing.assert_allclose(maps["surprise"], expected, rtol=1e-5, atol=1e-7)
     onset_path, apex_path = tmp_path / "onset.png", tmp_path / "apex.png"
     cv2.imwrite(str(onset_path), onset[..., ::-1])

@@ -375,7 +375,7 @@ def _surprise_lines(pretraining: dict[str, Any]) -> list[str]:
     surprise = pretraining.get("surprise_map_on_au_regions")
     if surprise is None:
         return []
-    return [f"- The same for the surprise map (the relative change map weighted by the expected change, METHOD.md "
+    return [f"- The same for the surprise map (the relative change map weighted by the volatility, METHOD.md "
             f"§11): {surprise['before']:.1%} and {surprise['after']:.1%}."]
 
 

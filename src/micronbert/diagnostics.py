@@ -49,12 +49,12 @@ def pair_maps(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_s
         apex_tokens = model.encode(to_model_input(apexes[start:start + batch_size]).to(device))
         onset_tokens = model.encode(to_model_input(onsets[start:start + batch_size]).to(device))
         _, diagonal = model.dma(apex_tokens, onset_tokens)
-        relative = model.relative_change(apex_tokens, onset_tokens, diagonal)
+        relative = model.relative_change(apex_tokens=apex_tokens, onset_tokens=onset_tokens, diagonal=diagonal)
         maps["change"].append(change_map(diagonal).float().cpu().numpy())
         maps["relative_change"].append(relative.float().cpu().numpy())
         maps["saliency"].append(model.saliency(apex_tokens).float().cpu().numpy())
         if "surprise" in maps:
-            maps["surprise"].append(surprise_map(relative, model.expected_change(apex_tokens)).float().cpu().numpy())
+            maps["surprise"].append(surprise_map(relative, model.volatility(apex_tokens)).float().cpu().numpy())
     return {name: np.concatenate(parts) for name, parts in maps.items()}
 
 

@@ -61,13 +61,14 @@ class Predictor:
         tokens = self.model.encode(to_model_input(np.stack([resize_square(apex, self.size),
                                                             resize_square(onset, self.size)])))
         apex_tokens, onset_tokens = tokens[:1], tokens[1:]
-        out = self.model.recognize_tokens(apex_tokens, onset_tokens)
-        relative = self.model.relative_change(apex_tokens, onset_tokens, out["dma_map"])
+        out = self.model.recognize_tokens(onset_tokens=onset_tokens, apex_tokens=apex_tokens)
+        relative = self.model.relative_change(apex_tokens=apex_tokens, onset_tokens=onset_tokens,
+                                              diagonal=out["dma_map"])
         maps = {"probabilities": torch.softmax(out["logits"], dim=1)[0].numpy(),
                 "change": change_map(out["dma_map"])[0].numpy(), "relative_change": relative[0].numpy(),
                 "saliency": out["saliency"][0].numpy()}
         if self.model.volatility_head is not None:
-            maps["surprise"] = surprise_map(relative, self.model.expected_change(apex_tokens))[0].numpy()
+            maps["surprise"] = surprise_map(relative, self.model.volatility(apex_tokens))[0].numpy()
         return maps
 
     def find_apex(self, frames: Sequence[np.ndarray], batch_size: int = 16) -> tuple[int, np.ndarray]:

@@ -124,7 +124,7 @@ def training_curves_figure(rows: Sequence[dict], title: str = "pre-training",
     figure, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
     panels = ((axes[0, 0], (("loss", "total loss"), ("rec_loss", "reconstruction"),
                             ("agree_loss", "contextual agreement"), ("motion_loss", "warp motion (px²)"),
-                            ("volatility_loss", "expected change")),
+                            ("volatility_loss", "volatility")),
                "loss", True),
               (axes[0, 1], (("lr", "learning rate"),), "learning rate", False),
               (axes[1, 0], (("samples_per_s", "samples/s"),), "throughput (samples/s)", False),

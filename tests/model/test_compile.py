@@ -23,8 +23,9 @@ def test_recognition_compiles_to_one_graph_with_the_eager_outputs(pair):
     model = create_model("tiny", num_classes=3).eval()
     torch._dynamo.reset()
 
-    compiled = torch.compile(model.recognize, backend="aot_eager", fullgraph=True)(*pair)
-    eager = model.recognize(*pair)
+    onset, apex = pair
+    compiled = torch.compile(model.recognize, backend="aot_eager", fullgraph=True)(onset=onset, apex=apex)
+    eager = model.recognize(onset=onset, apex=apex)
 
     assert compiled.keys() == eager.keys()
     for key in eager:
@@ -41,11 +42,12 @@ def test_recognition_exports_and_the_export_keeps_the_logits(pair):
             self.model = model
 
         def forward(self, onset: torch.Tensor, apex: torch.Tensor) -> torch.Tensor:
-            return self.model.recognize(onset, apex)["logits"]
+            return self.model.recognize(onset=onset, apex=apex)["logits"]
 
     exported = torch.export.export(Logits(), pair)
 
-    torch.testing.assert_close(exported.module()(*pair), model.recognize(*pair)["logits"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(exported.module()(*pair), model.recognize(onset=pair[0], apex=pair[1])["logits"],
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("agreement", ["ema-mse", "off"])

@@ -138,7 +138,7 @@ def test_bad_inputs_raise_value_error(frames, message):
     with pytest.raises(ValueError, match=message):
         model(*frames)
     with pytest.raises(ValueError, match=message.replace("frame_t", "onset")):
-        model.recognize(*frames)
+        model.recognize(onset=frames[0], apex=frames[1])
 
 
 @pytest.mark.parametrize("overrides", [
@@ -160,7 +160,7 @@ def test_gradients_reach_every_trainable_parameter(overrides):
 def test_recognition_gradients_and_outputs():
     torch.manual_seed(0)
     model = micronbert.create_model("tiny", num_classes=4, agreement="off")
-    out = model.recognize(*pair(batch=3))
+    out = model.recognize(onset=pair(batch=3)[0], apex=pair(batch=3)[1])
     assert out["logits"].shape == (3, 4) and out["dma_map"].shape == (3, 1, 64) and out["saliency"].shape == (3, 64)
     out["logits"].sum().backward()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -171,9 +171,9 @@ def test_recognition_gradients_and_outputs():
 def test_missing_head_is_a_clear_error_and_reset_head_adds_one():
     model = micronbert.create_model("tiny")
     with pytest.raises(ValueError, match="no recognition head"):
-        model.recognize(*pair())
+        model.recognize(onset=pair()[0], apex=pair()[1])
     model.reset_head(5)
-    assert model.recognize(*pair())["logits"].shape == (2, 5)
+    assert model.recognize(onset=pair()[0], apex=pair()[1])["logits"].shape == (2, 5)
     assert model.config.num_classes == 5
 
 
@@ -223,7 +223,7 @@ def test_a_bf16_autocast_step_stays_close_to_float32(agreement):
     full = model(*frames, generator=torch.Generator().manual_seed(1))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         half = model(*frames, generator=torch.Generator().manual_seed(1))
-        logits = model.recognize(*frames)["logits"]
+        logits = model.recognize(onset=frames[0], apex=frames[1])["logits"]
     full["loss"].backward()
     trained = {name for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)

@@ -94,12 +94,12 @@ def test_motion_head_reads_the_centred_flow_and_survives_save_and_load(tmp_path)
     onset, apex = smooth_images(2, seed=1), smooth_images(2, seed=2)
     onset_tokens, apex_tokens = model.encode(onset), model.encode(apex)
     expected = centred_flow(model.motion(onset_tokens, apex_tokens)).flatten(1)
-    torch.testing.assert_close(model.head_input(apex_tokens, onset_tokens), expected)
+    torch.testing.assert_close(model.head_input(onset_tokens=onset_tokens, apex_tokens=apex_tokens), expected)
     torch.testing.assert_close(head_inputs(model, onset_tokens, apex_tokens), expected)
-    logits = model.recognize(onset, apex)["logits"]
+    logits = model.recognize(onset=onset, apex=apex)["logits"]
     torch.testing.assert_close(logits, model.head(expected))
     save(model, tmp_path / "model")
-    torch.testing.assert_close(load(tmp_path / "model").eval().recognize(onset, apex)["logits"], logits)
+    torch.testing.assert_close(load(tmp_path / "model").eval().recognize(onset=onset, apex=apex)["logits"], logits)
     motion_parameters = {id(p) for p in model.motion_head.parameters()}
     assert motion_parameters <= {id(p) for p in trainable_modules(model, "frozen")["rest"]}
 

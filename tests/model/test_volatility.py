@@ -50,7 +50,7 @@ def test_volatility_term_is_added_to_the_loss_and_trains_the_head():
     plain = micronbert.create_model("tiny")
     assert plain.volatility_head is None and plain(images, images)["volatility_loss"] == 0
     with pytest.raises(ValueError, match="no volatility head"):
-        plain.expected_change(plain.encode(images))
+        plain.volatility(plain.encode(images))
     with pytest.raises(ValueError, match="volatility_weight"):
         micronbert.create_model("tiny", volatility_weight=-1.0)
 
@@ -72,25 +72,25 @@ def test_the_head_learns_where_change_is_expected_and_the_surprise_map_follows(t
     generator = torch.Generator().manual_seed(0)
     for _ in range(150):
         first, second = still_and_busy_pairs(8, generator)
-        loss = volatility_loss(model.expected_change(model.encode(second)), patch_change_energy(first, second, 8))
+        loss = volatility_loss(model.volatility(model.encode(second)), patch_change_energy(first, second, 8))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     model.eval()
     first, second = still_and_busy_pairs(4, generator)
     with torch.no_grad():
-        log_expected = model.expected_change(model.encode(second)).reshape(4, 4, 4)
+        log_expected = model.volatility(model.encode(second)).reshape(4, 4, 4)
     # the busy half changes by about 2 per element (log 0.69), the still half by 0.0004 (log −7.8)
     assert (log_expected[..., :2].mean() - log_expected[..., 2:].mean()) > 5.0
     # in the surprise map a change counts for far more in the still half than in the busy one
     onset, apex = still_and_busy_pairs(1, generator)
     with torch.no_grad():
         apex_tokens, onset_tokens = model.encode(apex), model.encode(onset)
-        weights = stability_weights(model.expected_change(apex_tokens))
-        surprise = model.surprise(apex_tokens, onset_tokens)
+        weights = stability_weights(model.volatility(apex_tokens))
+        surprise = model.surprise(apex_tokens=apex_tokens, onset_tokens=onset_tokens)
     assert weights.reshape(4, 4)[:, 2:].min() > 100 * weights.reshape(4, 4)[:, :2].max()
-    torch.testing.assert_close(surprise, model.relative_change(apex_tokens, onset_tokens) * weights)
+    torch.testing.assert_close(surprise, model.relative_change(apex_tokens=apex_tokens, onset_tokens=onset_tokens) * weights)
     save(model, tmp_path / "model")
     with torch.no_grad():
-        torch.testing.assert_close(load(tmp_path / "model").eval().expected_change(model.encode(second)),
+        torch.testing.assert_close(load(tmp_path / "model").eval().volatility(model.encode(second)),
                                    log_expected.reshape(4, 16))

@@ -15,10 +15,10 @@ import pytest
 import torch
 import yaml
 
-from micronbert.model import create_model, load
-from micronbert.train.checkpointing import load_checkpoint, save_checkpoint, step_checkpoints
 from micronbert.cli import main as cli_main
 from micronbert.config import apply_overrides
+from micronbert.model import create_model, load
+from micronbert.train.checkpointing import load_checkpoint, save_checkpoint, step_checkpoints
 from micronbert.train.optim import OptimConfig, learning_rate
 from micronbert.train.pretrain import PretrainConfig, pretrain, read_metrics, truncate_metrics
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from micronbert.baselines.linear import LinearReadoutConfig, PairFeatureClassifier
-from micronbert.data.flow import to_grey
+from micronbert.data.frames import to_grey
 from micronbert.io import check_positive_int
 
 

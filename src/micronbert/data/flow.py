@@ -26,6 +26,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from micronbert.data.frames import to_grey
 from micronbert.io import check_positive_int
 
 FlowMethod = Literal["auto", "tvl1", "dis", "farneback"]
@@ -62,20 +63,6 @@ def _resolve_method(method: str) -> str:
         _note_tvl1_fallback()
         return "dis"
     return method
-
-
-def to_grey(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """A uint8 grey (H, W) array from a uint8 grey (H, W), (H, W, 1) or RGB (H, W, 3) array."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        dtype = getattr(image, "dtype", type(image).__name__)
-        raise ValueError(f"{name} must be a uint8 numpy array, got {dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    if image.ndim != 2:
-        raise ValueError(f"{name} must be grey (H, W) or RGB (H, W, 3), got shape {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 def _check_same_shape(onset: np.ndarray, apex: np.ndarray) -> None:

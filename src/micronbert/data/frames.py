@@ -88,28 +88,46 @@ def frame_path(frames: Sequence[str | Path], number: int) -> Path:
     raise KeyError(f"frame {number} not found among {len(frames)} frames in {folder}")
 
 
+class UnreadableImageError(ValueError):
+    """An image file exists but cannot be decoded (empty, corrupt or not an image); the message names it."""
+
+
 def read_frame(path: str | Path) -> np.ndarray:
     """Read an image file as an (H, W, 3) RGB uint8 array.
 
     Greyscale images are replicated to 3 channels, an alpha channel is dropped and 16-bit
-    images are scaled to 8 bits. Raises FileNotFoundError for a missing file and ValueError,
-    naming the file, for an empty or undecodable one.
+    images are scaled to 8 bits. Raises FileNotFoundError for a missing file and UnreadableImageError (a
+    ValueError), naming the file, for an empty or undecodable one.
     """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"frame file not found: {file}")
     data = np.fromfile(file, dtype=np.uint8)
     if data.size == 0:
-        raise ValueError(f"frame file is empty (0 bytes): {file}")
+        raise UnreadableImageError(f"frame file is empty (0 bytes): {file}")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ValueError(f"frame file cannot be decoded as an image: {file}")
+        raise UnreadableImageError(f"frame file cannot be decoded as an image: {file}")
     return _to_rgb_uint8(image, file)
 
 
 def read_grey(path: str | Path) -> np.ndarray:
     """Read an image file as an (H, W) uint8 luminance array (errors as in ``read_frame``)."""
-    return cv2.cvtColor(read_frame(path), cv2.COLOR_RGB2GRAY)
+    return to_grey(read_frame(path))
+
+
+def to_grey(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """A uint8 grey (H, W) array from a uint8 grey (H, W), (H, W, 1) or RGB (H, W, 3) array."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"{name} must be a uint8 numpy array, got {dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    elif image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    if image.ndim != 2:
+        raise ValueError(f"{name} must be grey (H, W) or RGB (H, W, 3), got shape {image.shape}")
+    return np.ascontiguousarray(image)
 
 
 def _to_rgb_uint8(image: np.ndarray, file: Path) -> np.ndarray:

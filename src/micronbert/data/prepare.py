@@ -11,11 +11,11 @@ from typing import Any
 import pandas as pd
 
 from micronbert.config import Config
-from micronbert.data.crops import Clip, CropConfig, prepare_crops
 from micronbert.data.datasets import get_reader, get_scheme, load_with_report, root_from_arguments
 from micronbert.data.datasets import load as load_dataset
 from micronbert.data.datasets.schemes import apply_scheme
 from micronbert.data.faces import AlignConfig
+from micronbert.data.faces.crop_cache import Clip, CropConfig, prepare_crops
 from micronbert.data.frames import frame_number
 from micronbert.data.table import LoadReport, load_table, save_table
 from micronbert.io import check_positive_int, read_json_mapping, write_json_atomically

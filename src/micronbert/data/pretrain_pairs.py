@@ -28,8 +28,17 @@ from torch.utils.data import Dataset, Sampler
 
 from ..config import Config
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, Box, centre_square, resize_square
-from .video import (BadInputError, SourceIssue, SourceSpec, check_fps, check_policy, decode_frames,
-                    discover_sources, read_manifest, source_fps)
+from .video import (
+    BadInputError,
+    SourceIssue,
+    SourceSpec,
+    check_fps,
+    check_policy,
+    decode_frames,
+    discover_sources,
+    read_manifest,
+    source_fps,
+)
 
 LOG = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-Box = tuple[int, int, int, int]  # x, y, width, height in pixels
+Box = tuple[float, float, float, float]  # x, y, width, height in pixels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -1,5 +1,5 @@
 """The μ-BERT model: encoder, blockwise swapping, DMA, PoI, decoder, heads, checkpoint import, and micronbert's
-warp-motion and expected-change extensions."""
+warp-motion and volatility extensions."""
 from .checkpoint import convert_official, load, load_official_checkpoint, save
 from .config import CONFIGS, ModelConfig, named_config
 from .dma import DiagonalMicroAttention, change_map, relative_change_map

@@ -9,7 +9,7 @@ Pre-training, ``model(frame_t, frame_t_delta)``:
     6. optionally (``motion_weight > 0``, a micronbert extension) the motion head learns the flow of a known warp;
     7. optionally (``volatility_weight > 0``, a micronbert extension) the volatility head learns how much each patch
        of I_{t+δ} is expected to change between the frames.
-Recognition, ``model.recognize(onset, apex)``: the onset takes the I_t slot and the apex the I_{t+δ} slot,
+Recognition, ``model.recognize(onset=..., apex=...)``: the onset takes the I_t slot and the apex the I_{t+δ} slot,
 no swapping, and a head reads the saliency-weighted DMA features (or, with ``head="motion"``, the per-patch
 flow of the motion head).
 
@@ -21,11 +21,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .agreement import build_agreement, build_encoder
 from .config import ModelConfig
 from .dma import DiagonalMicroAttention, relative_change_map
 from .heads import RecognitionHead, pool_patches
 from .motion import MotionHead, centred_flow, warped_pair
-from .poi import build_agreement, build_encoder, poi_saliency
+from .poi import poi_saliency
 from .swapping import blockwise_swap_mask, swap_patches
 from .vit import Block, init_vit_weights, resize_pos_table, sincos_2d
 from .volatility import VolatilityHead, patch_change_energy, surprise_map, volatility_loss
@@ -107,14 +108,14 @@ class MicronBERT(nn.Module):
         """DMA between two outputs of :meth:`encode` → (features (B, N, dim), diagonal (B, heads, N))."""
         return self.att(ref_tokens[:, 1:], swp_tokens[:, 1:])
 
-    def relative_change(self, ref_tokens: torch.Tensor, swp_tokens: torch.Tensor,
+    def relative_change(self, *, apex_tokens: torch.Tensor, onset_tokens: torch.Tensor,
                         diagonal: torch.Tensor | None = None) -> torch.Tensor:
-        """Relative change map (B, N) of the reference frame against the other one (the apex against the onset):
+        """Relative change map (B, N) of the apex (or any later frame) against the onset:
         :func:`~micronbert.model.dma.relative_change_map` of the DMA diagonal of the pair (``diagonal`` if already
-        computed) and that of the other frame with itself."""
+        computed) and that of the onset with itself."""
         if diagonal is None:
-            diagonal = self.dma(ref_tokens, swp_tokens)[1]
-        return relative_change_map(diagonal, self.dma(swp_tokens, swp_tokens)[1])
+            diagonal = self.dma(apex_tokens, onset_tokens)[1]
+        return relative_change_map(diagonal, self.dma(onset_tokens, onset_tokens)[1])
 
     def motion(self, first_tokens: torch.Tensor, second_tokens: torch.Tensor) -> torch.Tensor:
         """Per-patch optical flow (B, N, 2) in pixels from the first frame to the second, from two outputs of
@@ -124,18 +125,19 @@ class MicronBERT(nn.Module):
                              "(METHOD.md §10)")
         return self.motion_head(first_tokens[:, 1:], second_tokens[:, 1:])
 
-    def expected_change(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Log of each patch's expected mean squared change between frames (B, N), from one output of :meth:`encode`
-        (needs the volatility head: ``volatility_weight > 0``)."""
+    def volatility(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Each patch's volatility (B, N): the log of its expected mean squared change between frames, from one output
+        of :meth:`encode` (needs the volatility head: ``volatility_weight > 0``)."""
         if self.volatility_head is None:
             raise ValueError("this model has no volatility head: set volatility_weight > 0 (METHOD.md §11)")
         return self.volatility_head(tokens[:, 1:])
 
-    def surprise(self, ref_tokens: torch.Tensor, swp_tokens: torch.Tensor,
+    def surprise(self, *, apex_tokens: torch.Tensor, onset_tokens: torch.Tensor,
                  diagonal: torch.Tensor | None = None) -> torch.Tensor:
-        """Surprise map (B, N): :meth:`relative_change` weighted by the precision that :meth:`expected_change`
-        predicts from the reference frame (:func:`~micronbert.model.volatility.surprise_map`)."""
-        return surprise_map(self.relative_change(ref_tokens, swp_tokens, diagonal), self.expected_change(ref_tokens))
+        """Surprise map (B, N): :meth:`relative_change` weighted by the precision that :meth:`volatility`
+        predicts from the apex (:func:`~micronbert.model.volatility.surprise_map`)."""
+        relative = self.relative_change(apex_tokens=apex_tokens, onset_tokens=onset_tokens, diagonal=diagonal)
+        return surprise_map(relative, self.volatility(apex_tokens))
 
     def saliency(self, ref_tokens: torch.Tensor) -> torch.Tensor:
         """PoI saliency (B, N) of the reference frame, mean 1 per sample."""
@@ -217,7 +219,7 @@ class MicronBERT(nn.Module):
             motion_loss = torch.zeros((), device=frame_t.device)
         if c.volatility_weight > 0:
             energy = patch_change_energy(frame_t, frame_t_delta, c.patch_size)
-            change_loss = volatility_loss(self.expected_change(ref_tokens), energy)
+            change_loss = volatility_loss(self.volatility(ref_tokens), energy)
         else:
             change_loss = torch.zeros((), device=frame_t.device)
         loss = (rec_loss + c.agree_weight * agree_loss + c.motion_weight * motion_loss
@@ -263,7 +265,7 @@ class MicronBERT(nn.Module):
         device = self.decoder_pred.weight.device
         self.head = RecognitionHead(self.head_features, num_classes, dropout, self.config.ln_eps).to(device)
 
-    def head_input(self, apex_tokens: torch.Tensor, onset_tokens: torch.Tensor,
+    def head_input(self, *, onset_tokens: torch.Tensor, apex_tokens: torch.Tensor,
                    features: torch.Tensor | None = None, saliency: torch.Tensor | None = None) -> torch.Tensor:
         """What the recognition head reads (B, :attr:`head_features`), from encoder outputs: the saliency-pooled
         DMA features (``head="dma"``; ``features`` and ``saliency`` if already computed), or the onset→apex flow
@@ -276,22 +278,23 @@ class MicronBERT(nn.Module):
             return pool_patches(features)
         return pool_patches(features, self.saliency(apex_tokens) if saliency is None else saliency)
 
-    def recognize(self, onset: torch.Tensor, apex: torch.Tensor) -> dict[str, torch.Tensor]:
+    def recognize(self, *, onset: torch.Tensor, apex: torch.Tensor) -> dict[str, torch.Tensor]:
         """Classify (onset, apex) pairs: ``logits`` (B, classes), ``dma_map`` (B, heads, N),
         ``saliency`` (B, N) and the weighted DMA ``features`` (B, N, dim)."""
         c = self.config
         check_frames(c.patch_size, c.in_chans, onset=onset, apex=apex)
         tokens = self.encode(torch.cat([apex, onset]))
-        return self.recognize_tokens(tokens[:onset.shape[0]], tokens[onset.shape[0]:])
+        return self.recognize_tokens(onset_tokens=tokens[onset.shape[0]:], apex_tokens=tokens[:onset.shape[0]])
 
-    def recognize_tokens(self, apex_tokens: torch.Tensor, onset_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    def recognize_tokens(self, *, onset_tokens: torch.Tensor, apex_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """:meth:`recognize` from encoder outputs (used with cached tokens in ``frozen`` mode)."""
         if self.head is None:
             raise ValueError("this model has no recognition head: create it with num_classes=K "
                              "or call reset_head(K)")
         features, diagonal = self.dma(apex_tokens, onset_tokens)
         saliency = self.saliency(apex_tokens)
-        logits = self.head(self.head_input(apex_tokens, onset_tokens, features, saliency))
+        logits = self.head(self.head_input(onset_tokens=onset_tokens, apex_tokens=apex_tokens, features=features,
+                                           saliency=saliency))
         return {"logits": logits, "dma_map": diagonal, "saliency": saliency,
                 "features": self.weighted(features, saliency)}
 

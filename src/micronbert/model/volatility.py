@@ -6,7 +6,7 @@ of a drifting object or a blinking screen changes between any two frames; a patc
 sensor noise alone, except during an expression. :class:`VolatilityHead` learns that without labels: from the
 tokens of one frame it predicts, for each patch, the log of the mean squared change of that patch between the
 pre-training pair (I_t, I_{t+δ}), trained by the Gaussian likelihood of the change. The *surprise map* weights
-the relative change map of the DMA by the predicted precision (the inverse of the expected change), so that a
+the relative change map of the DMA by the predicted precision (the inverse of the volatility, the expected change), so that a
 change counts where the patch is expected to be still.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ class VolatilityHead(nn.Module):
         nn.init.constant_(self.fc.bias, math.log(INITIAL_ENERGY))
 
     def forward(self, patch_tokens: torch.Tensor) -> torch.Tensor:
-        """Patch tokens (B, N, dim) → log expected change (B, N)."""
+        """Patch tokens (B, N, dim) → volatility, the log expected change (B, N)."""
         return self.fc(self.norm(patch_tokens)).squeeze(-1)
 
 
@@ -55,7 +55,7 @@ def volatility_loss(log_expected: torch.Tensor, energy: torch.Tensor) -> torch.T
 
 
 def stability_weights(log_expected: torch.Tensor) -> torch.Tensor:
-    """Predicted precision of each patch, N · softmax_i(−log expected change): (B, N) → (B, N), mean 1 per sample."""
+    """Predicted precision of each patch, N · softmax_i(−volatility): (B, N) → (B, N), mean 1 per sample."""
     return log_expected.shape[-1] * (-log_expected.float()).softmax(dim=-1)
 
 

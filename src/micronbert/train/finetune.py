@@ -169,7 +169,7 @@ def train_on_pairs(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, la
     def train_batch(batch: torch.Tensor) -> torch.Tensor:
         onset, apex = paired_augment(to_model_input(onsets[batch.numpy()]), to_model_input(apexes[batch.numpy()]),
                                      config.augment, generator)
-        return _step(optimiser, model.recognize(onset, apex)["logits"], targets[batch], weights)
+        return _step(optimiser, model.recognize(onset=onset, apex=apex)["logits"], targets[batch], weights)
 
     model.train()
     losses = _train_epochs(config, len(labels), generator, train_batch, progress)
@@ -188,7 +188,8 @@ def train_on_tokens(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: 
     targets = torch.as_tensor(labels)
 
     def train_batch(batch: torch.Tensor) -> torch.Tensor:
-        logits = model.recognize_tokens(apex_tokens[batch].float(), onset_tokens[batch].float())["logits"]
+        logits = model.recognize_tokens(onset_tokens=onset_tokens[batch].float(),
+                                        apex_tokens=apex_tokens[batch].float())["logits"]
         return _step(optimiser, logits, targets[batch], weights)
 
     model.train()
@@ -203,8 +204,8 @@ def head_inputs(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: torc
     """What the recognition head reads before its LN (:meth:`MicronBERT.head_input`, (n, features)), computed
     once from cached tokens with the model's current DMA or motion head."""
     model.eval()
-    chunks = [model.head_input(apex_tokens[start:start + batch_size].float(),
-                               onset_tokens[start:start + batch_size].float())
+    chunks = [model.head_input(onset_tokens=onset_tokens[start:start + batch_size].float(),
+                               apex_tokens=apex_tokens[start:start + batch_size].float())
               for start in range(0, len(onset_tokens), batch_size)]
     return torch.cat(chunks) if chunks else torch.zeros(0, model.head_features)
 
@@ -253,8 +254,8 @@ def _step(optimiser: torch.optim.Optimizer, logits: torch.Tensor, targets: torch
 def predict_pairs(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 16) -> np.ndarray:
     """Class probabilities (n, classes) of uint8 image pairs."""
     model.eval()
-    chunks = [torch.softmax(model.recognize(to_model_input(onsets[i:i + batch_size]),
-                                            to_model_input(apexes[i:i + batch_size]))["logits"], dim=1)
+    chunks = [torch.softmax(model.recognize(onset=to_model_input(onsets[i:i + batch_size]),
+                                            apex=to_model_input(apexes[i:i + batch_size]))["logits"], dim=1)
               for i in range(0, len(onsets), batch_size)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, model.config.num_classes))
 
@@ -264,8 +265,9 @@ def predict_tokens(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: t
                    batch_size: int = 64) -> np.ndarray:
     """Class probabilities (n, classes) from cached tokens."""
     model.eval()
-    chunks = [torch.softmax(model.recognize_tokens(apex_tokens[i:i + batch_size].float(),
-                                                   onset_tokens[i:i + batch_size].float())["logits"], dim=1)
+    chunks = [torch.softmax(model.recognize_tokens(onset_tokens=onset_tokens[i:i + batch_size].float(),
+                                                   apex_tokens=apex_tokens[i:i + batch_size].float())["logits"],
+                            dim=1)
               for i in range(0, len(onset_tokens), batch_size)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, model.config.num_classes))
 

@@ -16,8 +16,8 @@ from typing import TypeVar
 import pandas as pd
 
 from micronbert.data.datasets.apex import APEX_METHODS, resolve_apex
-from micronbert.data.datasets.schemes import normalise_emotion
 from micronbert.data.datasets.paths import clip_dir
+from micronbert.data.datasets.schemes import normalise_emotion
 from micronbert.data.datasets.sheets import Sheet, cell_text, find_annotation, parse_action_units, parse_frame_number
 from micronbert.data.frames import frame_number, list_frames
 from micronbert.data.table import LoadReport, make_table, sample_key

@@ -106,6 +106,12 @@ class FrameTiming:
         if not self.onset < self.apex < self.offset:
             raise ValueError(f"timing needs onset < apex < offset, got {self.onset}, {self.apex}, {self.offset}")
 
+    @classmethod
+    def from_seconds(cls, onset_s: float, apex_s: float, offset_s: float, fps: float) -> FrameTiming:
+        """The frames nearest to the three times at `fps` (frame k is at time k / fps)."""
+        _check_fps(fps)
+        return cls(*(int(round(t * fps)) for t in (onset_s, apex_s, offset_s)))
+
     def intensity(self, frames: np.ndarray | Sequence[int]) -> np.ndarray:
         """Raised-cosine profile: 0 at onset and offset (and outside), 1 at the apex."""
         f = np.asarray(frames, dtype=np.float64)
@@ -170,6 +176,38 @@ class MicroExpression:
             objective_class=str(data["objective_class"]),
             au_weights=tuple(float(w) for w in data["au_weights"]),
         )
+
+
+@dataclass(frozen=True)
+class Blink:
+    """An eye blink (FACS AU 45): both upper eyelids slide down to `closure` (1 = shut) at the apex and open again.
+
+    Times are seconds from frame 0 of the rendering; the lid follows the raised-cosine profile of `FrameTiming`.
+    """
+
+    onset_s: float
+    apex_s: float
+    offset_s: float
+    closure: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.onset_s < self.apex_s < self.offset_s:
+            raise ValueError(f"blink times need onset < apex < offset, got {self.onset_s}, {self.apex_s}, "
+                             f"{self.offset_s}")
+        if not 0.0 < self.closure <= 1.0:
+            raise ValueError(f"blink closure is the closed fraction of the eye in (0, 1], got {self.closure}")
+
+    def frame_timing(self, fps: float) -> FrameTiming:
+        """Onset, apex (eyes most closed) and offset frames at `fps`."""
+        return FrameTiming.from_seconds(self.onset_s, self.apex_s, self.offset_s, fps)
+
+    def to_dict(self) -> dict:
+        return {"onset_s": self.onset_s, "apex_s": self.apex_s, "offset_s": self.offset_s, "closure": self.closure}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Blink:
+        return cls(onset_s=float(data["onset_s"]), apex_s=float(data["apex_s"]), offset_s=float(data["offset_s"]),
+                   closure=float(data["closure"]))
 
 
 def sample_expression(

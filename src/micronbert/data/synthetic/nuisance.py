@@ -5,12 +5,15 @@ and a frame rendered alone equals the same frame rendered inside a clip.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from micronbert.config import Config
+
+from .actions import FrameTiming
 
 HEAD_MOTION_HZ = (0.3, 2.0)
 FLICKER_HZ = (4.0, 40.0)
@@ -72,6 +75,49 @@ class HeadPose:
     dx: float
     dy: float
     angle_deg: float
+
+
+MAX_MOVEMENT_SHIFT = 0.2
+MAX_MOVEMENT_ROTATION_DEG = 30.0
+
+
+@dataclass(frozen=True)
+class HeadMovement:
+    """A deliberate head movement of a long recording, larger and slower than the sway of `NuisanceTrack`.
+
+    The head shifts by (`dx`, `dy`) (fractions of the image size) and turns by `angle_deg` in the image plane at the
+    apex, then comes back, on the raised-cosine onset -> apex -> offset profile of `FrameTiming`; times are seconds
+    from frame 0 of the rendering.
+    """
+
+    onset_s: float
+    apex_s: float
+    offset_s: float
+    dx: float
+    dy: float
+    angle_deg: float
+
+    def __post_init__(self) -> None:
+        if not self.onset_s < self.apex_s < self.offset_s:
+            raise ValueError(f"head movement times need onset < apex < offset, got {self.onset_s}, {self.apex_s}, "
+                             f"{self.offset_s}")
+        for name, limit in (("dx", MAX_MOVEMENT_SHIFT), ("dy", MAX_MOVEMENT_SHIFT),
+                            ("angle_deg", MAX_MOVEMENT_ROTATION_DEG)):
+            value = getattr(self, name)
+            if not np.isfinite(value) or abs(value) > limit:
+                raise ValueError(f"head movement {name} must be finite with magnitude <= {limit}, got {value!r}")
+
+    def frame_timing(self, fps: float) -> FrameTiming:
+        """Onset, apex (largest displacement) and offset frames at `fps`."""
+        return FrameTiming.from_seconds(self.onset_s, self.apex_s, self.offset_s, fps)
+
+    def to_dict(self) -> dict:
+        return {"onset_s": self.onset_s, "apex_s": self.apex_s, "offset_s": self.offset_s, "dx": self.dx,
+                "dy": self.dy, "angle_deg": self.angle_deg}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> HeadMovement:
+        return cls(**{key: float(data[key]) for key in ("onset_s", "apex_s", "offset_s", "dx", "dy", "angle_deg")})
 
 
 class NuisanceTrack:

@@ -1,8 +1,9 @@
 """Render frames of a face performing micro-expressions under nuisances, with ground-truth masks.
 
-Per frame: the skin layer is warped by the expression's displacement field and the head pose in one
-`cv2.remap`, hair and glasses follow the head only, the result is composited over the background, lit,
-noised and JPEG-compressed. Ground truth is given in the image coordinates of a reference frame.
+Per frame: during a blink the eyelids are drawn closing over the eyes of the skin layer; the skin layer is warped
+by the expression's displacement field and the head pose in one `cv2.remap`, hair and glasses follow the head
+only, the result is composited over the background, lit, noised and JPEG-compressed. Deliberate head movements
+add to the head sway. Ground truth is given in the image coordinates of a reference frame.
 """
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .actions import MicroExpression, unit_displacement_field
-from .faces import FaceModel
-from .nuisance import BACKGROUND_CHANGE_LEVEL, Background, HeadPose, NuisanceConfig, NuisanceTrack
+from .actions import Blink, MicroExpression, unit_displacement_field
+from .faces import FaceLayers, FaceModel
+from .nuisance import BACKGROUND_CHANGE_LEVEL, Background, HeadMovement, HeadPose, NuisanceConfig, NuisanceTrack
 
 AU_REGION_LEVEL = 0.05  # a pixel is in an AU region where the unit field reaches 5 % of its peak
 VISIBLE_LEVEL = 0.5
+LID_SCALE = (1.2, 1.3)  # the eyelid ellipse around the eye measured from the anchors (half width, half height)
+LID_MIN_ASPECT = 0.25  # the eye is at least this high (half height / half width) when the anchors say less
+LID_RING = (1.3, 1.8)  # the skin ring (in lid radii) whose mean colour paints the closed lid
+LASH_DARKNESS = 0.5
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,51 @@ class _FrameState:
     face_coords: tuple[np.ndarray, np.ndarray]
 
 
+class Eyelids:
+    """The upper eyelids of a face drawn at one resolution, placed from the eye anchors (``eye_lower_*`` gives the
+    eye's centre column and lower edge, ``eye_outer_*`` its outer corner): a lid of the surrounding skin colour with a
+    dark lash line at its edge slides down over each eye as a blink closes it."""
+
+    def __init__(self, face: FaceModel, layers: FaceLayers) -> None:
+        self.size = layers.size
+        centres = (np.arange(self.size, dtype=np.float32) + 0.5) / self.size
+        x, y = np.meshgrid(centres, centres)
+        self.rows_px = y * self.size
+        anchors = face.anchors()
+        self.eyes = [self._eye(x, y, anchors[f"eye_lower_{side}"], anchors[f"eye_outer_{side}"], layers)
+                     for side in ("l", "r")]
+        self.region = np.logical_or.reduce([coverage >= VISIBLE_LEVEL for coverage, *_ in self.eyes])
+
+    def _eye(self, x: np.ndarray, y: np.ndarray, lower: tuple[float, float], outer: tuple[float, float],
+             layers: FaceLayers) -> tuple[np.ndarray, float, float, np.ndarray]:
+        """(lid coverage, top row and height of the lid in pixels, lid colour) of one eye."""
+        cx, cy = lower[0], outer[1]
+        half_width = abs(outer[0] - cx)
+        ax = half_width * LID_SCALE[0]
+        ay = max(lower[1] - cy, LID_MIN_ASPECT * half_width) * LID_SCALE[1]
+        radius = np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2)
+        coverage = np.clip(0.5 - (radius - 1) * min(ax, ay) * self.size, 0, 1).astype(np.float32)
+        ring = (radius >= LID_RING[0]) & (radius <= LID_RING[1]) & (layers.skin_alpha > VISIBLE_LEVEL)
+        if not ring.any():
+            ring = layers.skin_alpha > VISIBLE_LEVEL
+        colour = layers.skin_rgb[ring].sum(0) / max(float(layers.skin_alpha[ring].sum()), 1e-6)
+        return coverage, (cy - ay) * self.size, 2 * ay * self.size, colour.astype(np.float32)
+
+    def close(self, skin_rgba: np.ndarray, closure: float) -> np.ndarray:
+        """A copy of the premultiplied skin layer (H, W, 4) with both eyes closed by `closure` in (0, 1]."""
+        rgba = skin_rgba.copy()
+        alpha = rgba[..., 3:]
+        for coverage, top, height, colour in self.eyes:
+            edge = top + closure * height
+            lid = (coverage * np.clip(edge - self.rows_px + 0.5, 0, 1))[..., None]
+            lash = (coverage * np.clip(1 - np.abs(self.rows_px - edge), 0, 1) * min(1.0, 4 * closure))[..., None]
+            rgba[..., :3] = (rgba[..., :3] * (1 - lid) + lid * colour * alpha) * (1 - LASH_DARKNESS * lash)
+        return rgba
+
+
 class Scene:
-    """A face, its micro-expressions and the nuisances of one recording at one resolution and frame rate."""
+    """A face, its micro-expressions and the nuisances of one recording at one resolution and frame rate, with
+    optional blinks and deliberate head movements (long recordings)."""
 
     def __init__(
         self,
@@ -78,6 +126,8 @@ class Scene:
         size: int,
         nuisance: NuisanceConfig | None = None,
         seed: int = 0,
+        blinks: Sequence[Blink] = (),
+        head_movements: Sequence[HeadMovement] = (),
     ) -> None:
         if not np.isfinite(fps) or fps <= 0:
             raise ValueError(f"fps must be a positive number, got {fps!r}")
@@ -99,6 +149,32 @@ class Scene:
         self.accessory_rgba = np.dstack([self.layers.accessory_rgb, self.layers.accessory_alpha])
         grid = np.arange(self.size, dtype=np.float32)
         self.grid_x, self.grid_y = np.meshgrid(grid, grid)
+        self.blinks = tuple(blinks)
+        self.head_movements = tuple(head_movements)
+        self.blink_timings = [b.frame_timing(self.fps) for b in self.blinks]
+        self.movement_timings = [m.frame_timing(self.fps) for m in self.head_movements]
+        self.eyelids = Eyelids(face, self.layers)
+
+    @property
+    def eye_region(self) -> np.ndarray:
+        """Pixels (H, W) bool that the closed eyelids cover, in the image coordinates of the unmoved head."""
+        return self.eyelids.region
+
+    def eyelid_closure(self, frame: int) -> float:
+        """How far the eyelids are closed at `frame`: 0 open, 1 shut."""
+        return max((b.closure * float(t.intensity([frame])[0]) for b, t in zip(self.blinks, self.blink_timings)),
+                   default=0.0)
+
+    def head_pose(self, frame: int) -> HeadPose:
+        """The head pose of `frame`: the nuisance sway plus the deliberate head movements."""
+        pose = self.track.pose(frame)
+        weights = [float(t.intensity([frame])[0]) for t in self.movement_timings]
+        if not any(weights):
+            return pose
+        moves = [(w * m.dx * self.size, w * m.dy * self.size, w * m.angle_deg)
+                 for w, m in zip(weights, self.head_movements) if w]
+        dx, dy, angle = (sum(parts) for parts in zip(*moves))
+        return HeadPose(pose.dx + dx, pose.dy + dy, pose.angle_deg + angle)
 
     def intensities(self, frame: int) -> np.ndarray:
         """Intensity in [0, 1] of every expression at `frame`."""
@@ -151,7 +227,7 @@ class Scene:
         )
 
     def _render(self, frame: int) -> _FrameState:
-        pose = self.track.pose(frame)
+        pose = self.head_pose(frame)
         face_x, face_y = self._face_coordinates(pose)
         field = self._field(self.intensities(frame))
         if field is None:
@@ -159,7 +235,9 @@ class Scene:
         else:
             field_at = cv2.remap(field, face_x, face_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             src_x, src_y = face_x - field_at[..., 0], face_y - field_at[..., 1]
-        skin = _warp(self.skin_rgba, src_x, src_y)
+        closure = self.eyelid_closure(frame)
+        skin_rgba = self.eyelids.close(self.skin_rgba, closure) if closure > 0 else self.skin_rgba
+        skin = _warp(skin_rgba, src_x, src_y)
         accessory = _warp(self.accessory_rgba, face_x, face_y)
         background = self.background.render(frame)
         skin_alpha, accessory_alpha = skin[..., 3:], accessory[..., 3:]

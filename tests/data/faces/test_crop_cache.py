@@ -9,15 +9,16 @@ import cv2
 import numpy as np
 import pytest
 
-from micronbert.data.crops import (
+from micronbert.data.faces import AlignConfig, align_clip
+from micronbert.data.faces.crop_cache import (
     Clip,
     CropConfig,
     cache_root,
     clip_directory_name,
     prepare_crops,
-    read_manifest,
+    read_cache_manifest,
 )
-from micronbert.data.faces import AlignConfig, align_clip
+from micronbert.data.frames import read_frame
 
 SETTINGS = CropConfig(align=AlignConfig(output_size=64))
 
@@ -70,14 +71,14 @@ def test_crops_are_written_with_a_manifest_and_failures_are_reported(dataset, tm
                       "sub03/EP03": "failed", "sub04/EP04": "failed"}
     failures = {c.clip_id: c.error for c in report.failed}
     assert "no face found" in failures["sub03/EP03"] and "img1.png" in failures["sub03/EP03"]
-    assert "cannot decode" in failures["sub04/EP04"] and "img2.png" in failures["sub04/EP04"]
+    assert "cannot be decoded" in failures["sub04/EP04"] and "img2.png" in failures["sub04/EP04"]
 
     good = report.prepared[0]
     assert good.n_frames == 4 and report.frames_written == 7
     for path in good.crop_paths:
         assert cv2.imread(str(path)).shape == (64, 64, 3)
 
-    manifest = read_manifest(tmp_path / "cache", SETTINGS)
+    manifest = read_cache_manifest(tmp_path / "cache", SETTINGS)
     assert manifest["settings_digest"] == SETTINGS.digest()
     assert manifest["failed"] == ["sub03/EP03", "sub04/EP04"]
     entry = manifest["clips"]["sub01/EP01"]
@@ -100,7 +101,7 @@ def test_cached_crops_match_align_clip_and_are_reused(dataset, tmp_path):
     assert [c.status for c in second.clips] == ["cached", "cached"]
     assert {p: p.stat().st_mtime_ns for c in second.clips for p in c.crop_paths} == written
     expected = align_clip(clips["sub01/EP01"], SETTINGS.align).crops
-    cached = [cv2.imread(str(p)) for p in second.clips[0].crop_paths]
+    cached = [read_frame(p) for p in second.clips[0].crop_paths]
     for want, got in zip(expected, cached):
         np.testing.assert_array_equal(got, want)
 
@@ -119,7 +120,7 @@ def test_changed_source_or_interrupted_clip_is_redone_alone(dataset, tmp_path):
 
     assert [c.status for c in after_touch.clips] == ["prepared", "cached"]
     assert [c.status for c in after_interrupt.clips] == ["cached", "prepared"]
-    manifest = read_manifest(tmp_path, SETTINGS)
+    manifest = read_cache_manifest(tmp_path, SETTINGS)
     assert manifest["clips"]["sub01/EP01"]["sources"][2]["mtime_ns"] == frame.stat().st_mtime_ns
 
 
@@ -142,7 +143,7 @@ def test_strict_mode_raises_naming_the_clip_and_file(dataset, tmp_path):
 
     with pytest.raises(ValueError, match=r"sub03/EP03.*img1\.png"):
         prepare_crops(clips, tmp_path, SETTINGS, strict=True, progress=False)
-    assert read_manifest(tmp_path, SETTINGS)["failed"] == ["sub03/EP03"]
+    assert read_cache_manifest(tmp_path, SETTINGS)["failed"] == ["sub03/EP03"]
 
 
 def test_two_workers_give_the_same_crops_as_one(dataset, tmp_path):
@@ -173,7 +174,7 @@ def test_onset_index_is_used_and_part_of_the_key(dataset, tmp_path):
     assert blank_onset.clips[0].status == "failed"
     assert "no face found" in blank_onset.clips[0].error
     assert face_onset.clips[0].status == "prepared"
-    assert read_manifest(tmp_path, SETTINGS)["clips"]["c"]["onset_index"] == 0
+    assert read_cache_manifest(tmp_path, SETTINGS)["clips"]["c"]["onset_index"] == 0
 
 
 @pytest.mark.parametrize(
@@ -199,7 +200,7 @@ def test_invalid_clips_and_settings_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="image_format"):
         CropConfig(image_format="bmp")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="run prepare_crops first"):
-        read_manifest(tmp_path, SETTINGS)
+        read_cache_manifest(tmp_path, SETTINGS)
 
 
 def test_missing_frame_is_reported(tmp_path, dataset):

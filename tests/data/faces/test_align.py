@@ -22,14 +22,13 @@ from micronbert.data.faces import (
     LandmarkBackend,
     MultipleFacesError,
     OpenCVCascadeBackend,
-    UnreadableImageError,
     align_clip,
     landmark_backend_available,
     make_backend,
-    read_image,
     similarity_from_eyes,
     typical_eyes,
 )
+from micronbert.data.frames import UnreadableImageError, read_frame
 
 
 def _grace_hopper_path() -> Path:
@@ -59,7 +58,7 @@ def aligner() -> FaceAligner:
 
 @pytest.fixture(scope="module")
 def grace_hopper() -> np.ndarray:
-    return read_image(_grace_hopper_path())
+    return read_frame(_grace_hopper_path())
 
 
 def _distance(a, b) -> float:
@@ -69,7 +68,7 @@ def _distance(a, b) -> float:
 @pytest.mark.parametrize("name", sorted(PHOTOS))
 def test_face_and_eyes_found_where_seen_by_eye(aligner, name):
     path_of, left_truth, right_truth, tolerance = PHOTOS[name]
-    image = read_image(path_of())
+    image = read_frame(path_of())
 
     detection, warnings = aligner.detect(image, name)
 
@@ -87,7 +86,7 @@ def test_face_and_eyes_found_where_seen_by_eye(aligner, name):
 @pytest.mark.parametrize("name", sorted(PHOTOS))
 def test_alignment_puts_the_true_eyes_level_at_the_target(aligner, name):
     path_of, left_truth, right_truth, tolerance = PHOTOS[name]
-    image = read_image(path_of())
+    image = read_frame(path_of())
     config = aligner.config
 
     alignment = aligner.alignment_for(image, name)
@@ -157,8 +156,8 @@ def test_onset_index_selects_the_detection_frame(aligner, grace_hopper):
 
 def test_align_clip_reads_files_and_rejects_frames_of_another_size(tmp_path, grace_hopper):
     onset, other = tmp_path / "a.png", tmp_path / "b.png"
-    cv2.imwrite(str(onset), grace_hopper)
-    cv2.imwrite(str(other), grace_hopper[:-10])
+    cv2.imwrite(str(onset), grace_hopper[..., ::-1])
+    cv2.imwrite(str(other), grace_hopper[:-10, :, ::-1])
 
     clip = align_clip([onset, onset], AlignConfig(output_size=64))
     assert [c.shape for c in clip.crops] == [(64, 64, 3)] * 2
@@ -209,7 +208,7 @@ def test_strong_downscale_does_not_alias_fine_texture():
 
 def test_two_faces_of_similar_size_are_refused(aligner, grace_hopper, tmp_path):
     path = tmp_path / "two_faces.png"
-    cv2.imwrite(str(path), np.hstack([grace_hopper, grace_hopper]))
+    cv2.imwrite(str(path), np.hstack([grace_hopper, grace_hopper])[..., ::-1])
 
     with pytest.raises(MultipleFacesError, match="two_faces.png"):
         align_clip([path], backend=aligner.backend)
@@ -245,7 +244,7 @@ def test_missing_eyes_fall_back_to_typical_positions_with_a_warning(grace_hopper
 
 
 def test_greyscale_frames_are_aligned(aligner, grace_hopper):
-    grey = cv2.cvtColor(grace_hopper, cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(grace_hopper, cv2.COLOR_RGB2GRAY)
 
     clip = aligner.align_clip([grey])
 
@@ -331,7 +330,7 @@ def landmark_backend(request) -> LandmarkBackend:
 @pytest.mark.parametrize("name", sorted(PHOTOS))
 def test_landmark_engines_find_the_eyes_seen_by_eye(landmark_backend, name):
     path_of, left_truth, right_truth, tolerance = PHOTOS[name]
-    image = read_image(path_of())
+    image = read_frame(path_of())
 
     faces = landmark_backend.detect(image)
     alignment = FaceAligner(AlignConfig(), landmark_backend).alignment_for(image, name)
@@ -349,7 +348,7 @@ def test_landmark_engines_find_the_eyes_seen_by_eye(landmark_backend, name):
     mapped = alignment.map_points([left_truth, right_truth])
     target = np.array(AlignConfig().target_eyes())
     assert np.abs(mapped - target).max() <= tolerance * alignment.scale
-    grey = landmark_backend.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    grey = landmark_backend.detect(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
     assert len(grey) == 1
     assert _distance(grey[0].left_eye, detection.left_eye) <= 2.0
     assert _distance(grey[0].right_eye, detection.right_eye) <= 2.0

@@ -62,13 +62,13 @@ def test_mediapipe_landmarks_become_pixels_with_the_iris_centres_as_eyes(fake_me
         _mesh_face((0.30, 0.40), (0.20, 0.42), corner=(0.1, 0.2), size=0.3),  # iris 468 right of 473 in x
         _mesh_face((0.62, 0.5), (0.72, 0.5), corner=(0.55, 0.3), size=0.4),
     ]
-    bgr = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
-    bgr[..., 0] = 255  # blue in OpenCV's channel order
+    rgb = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    rgb[..., 2] = 255  # blue
 
-    faces = backend.detect(bgr)
+    faces = backend.detect(rgb)
 
     assert backend.name == "landmarks-mediapipe" and mesh.max_num_faces == 3
-    assert _FakeFaceMesh.seen[0][0, 0].tolist() == [0, 0, 255]  # mediapipe was given RGB
+    assert _FakeFaceMesh.seen[0][0, 0].tolist() == [0, 0, 255]  # mediapipe was given the RGB frame
     big, small = faces  # largest box first
     assert big.box == pytest.approx((0.55 * WIDTH, 0.3 * HEIGHT, 0.4 * WIDTH, 0.4 * HEIGHT))
     assert big.left_eye == pytest.approx((0.62 * WIDTH, 0.5 * HEIGHT))

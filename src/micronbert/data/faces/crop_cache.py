@@ -34,7 +34,9 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from micronbert.data.faces import AlignConfig, FaceAligner, make_backend, read_image
+from micronbert.data.faces.align import AlignConfig, FaceAligner
+from micronbert.data.faces.backends import make_backend
+from micronbert.data.frames import read_frame
 
 CACHE_FORMAT_VERSION = 1
 CLIP_RECORD = "clip.json"
@@ -214,7 +216,7 @@ def cache_root(cache_dir: str | Path, settings: CropConfig) -> Path:
     return Path(cache_dir) / settings.digest()
 
 
-def read_manifest(cache_dir: str | Path, settings: CropConfig) -> dict[str, Any]:
+def read_cache_manifest(cache_dir: str | Path, settings: CropConfig) -> dict[str, Any]:
     """The manifest of ``settings`` under ``cache_dir`` (FileNotFoundError when never prepared)."""
     path = cache_root(cache_dir, settings) / MANIFEST
     if not path.is_file():
@@ -297,7 +299,7 @@ def prepare_clip(
         aligner = FaceAligner(settings.align, make_backend(settings.backend))
         timings["setup"] = time.perf_counter() - tick
         tick = time.perf_counter()
-        onset = read_image(clip.frames[clip.onset_index])
+        onset = read_frame(clip.frames[clip.onset_index])
         timings["read"] += time.perf_counter() - tick
         tick = time.perf_counter()
         alignment = aligner.alignment_for(onset, str(clip.frames[clip.onset_index]))
@@ -306,7 +308,7 @@ def prepare_clip(
         crop_names = []
         for index, frame_path in enumerate(clip.frames):
             tick = time.perf_counter()
-            frame = onset if index == clip.onset_index else read_image(frame_path)
+            frame = onset if index == clip.onset_index else read_frame(frame_path)
             timings["read"] += time.perf_counter() - tick
             tick = time.perf_counter()
             crop = alignment.apply(frame, str(frame_path))
@@ -382,6 +384,7 @@ def _reset_directory(folder: Path) -> None:
 
 
 def _encode(crop: np.ndarray, settings: CropConfig, source: Path) -> bytes:
+    crop = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)  # OpenCV encodes BGR
     if settings.image_format == "jpg":
         ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
     else:

@@ -1,0 +1,29 @@
+"""Faces: detection backends, alignment of a clip from its onset frame, and the cache of aligned crops."""
+from __future__ import annotations
+
+from micronbert.data.faces.align import (
+    AlignConfig,
+    AlignedClip,
+    Alignment,
+    FaceAligner,
+    FaceAlignmentError,
+    FaceNotFoundError,
+    MultipleFacesError,
+    align_clip,
+    similarity_from_eyes,
+)
+from micronbert.data.faces.backends import (
+    CascadeConfig,
+    FaceBackend,
+    FaceDetection,
+    LandmarkBackend,
+    OpenCVCascadeBackend,
+    landmark_backend_available,
+    make_backend,
+    typical_eyes,
+)
+
+__all__ = ["AlignConfig", "AlignedClip", "Alignment", "CascadeConfig", "FaceAligner", "FaceAlignmentError",
+           "FaceBackend", "FaceDetection", "FaceNotFoundError", "LandmarkBackend", "MultipleFacesError",
+           "OpenCVCascadeBackend", "align_clip", "landmark_backend_available", "make_backend",
+           "similarity_from_eyes", "typical_eyes"]
