@@ -3,7 +3,9 @@ import torch
 
 import micronbert
 from micronbert.model import load, save
-from micronbert.model.motion import centred_flow, patch_flow, random_warp_field, warp_images, warped_pair
+from micronbert.model.draws import draw_warp
+from micronbert.model.motion import centred_flow, patch_flow, random_warp_field, warp_images
+from micronbert.model.motion import warped_pair as warped_pair_from
 from micronbert.train.finetune import head_inputs, trainable_modules
 
 
@@ -34,6 +36,11 @@ def test_random_warp_field_is_reproducible_scaled_and_off_when_zero():
     assert 0 < first.abs().max() <= bound
     still = config.replace(motion_amplitude=0.0, motion_rotation_deg=0.0, motion_shift=0.0)
     assert random_warp_field(3, 64, 64, still, torch.Generator().manual_seed(4)).abs().max() == 0
+
+
+def warped_pair(images: torch.Tensor, config, generator: torch.Generator):
+    """The pretext's pair of ``images`` with a warp drawn from ``generator``."""
+    return warped_pair_from(images, *draw_warp(config, *images.shape, generator), config.patch_size)
 
 
 def test_warped_pair_returns_noisy_copies_and_the_true_flow():

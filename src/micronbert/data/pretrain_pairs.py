@@ -277,7 +277,12 @@ class PretrainPairDataset(Dataset):
         candidates = anchor + low + np.flatnonzero(source.valid[anchor + low:last + 1])
         return source_number, anchor, int(candidates[np.argmin(np.abs(candidates - wanted))])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple:
+        """(I_t, I_{t+δ}) of item ``index``; for a ``(step, index)`` pair (:class:`StepBatchSampler`),
+        (step, I_t, I_{t+δ})."""
+        if isinstance(index, tuple):
+            step, item = index
+            return (step, *self[item])
         source_number, first, second = self.locate(index)
         frames = self.sources[source_number].frames
         return torch.from_numpy(np.array(frames[first])), torch.from_numpy(np.array(frames[second]))
@@ -331,6 +336,24 @@ class PairSampler(Sampler[int]):
         return (self.batches_per_epoch - self.start_batch) * self.per_rank
 
 
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """The batches of a :class:`PairSampler` with every index paired with its global step
+    (epoch · batches_per_epoch + batch), so that a DataLoader worker knows which step it prepares."""
+
+    def __init__(self, sampler: PairSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        sampler = self.sampler
+        indices = iter(sampler)
+        for batch in range(sampler.start_batch, sampler.batches_per_epoch):
+            step = sampler.epoch * sampler.batches_per_epoch + batch
+            yield [(step, next(indices)) for _ in range(sampler.per_rank)]
+
+    def __len__(self) -> int:
+        return self.sampler.batches_per_epoch - self.sampler.start_batch
+
+
 def build_pretrain_dataset(config: PretrainDataConfig, size: int, seed: int = 0,
                        cropper: FaceCropper | None = None) -> tuple[PretrainPairDataset, DataReport]:
     """Discover, validate, decode (or read from the cache) every source and build the pair dataset.
@@ -380,12 +403,22 @@ def _check_issues(issues: Sequence[SourceIssue], on_bad_input: str) -> None:
         LOG.warning("skipping bad input: %s", issue)
 
 
+class BatchNormaliser(torch.nn.Module):
+    """uint8 (B, H, W, 3) → ImageNet-normalised float (B, 3, H, W), converted on the module's device (so only bytes
+    cross the bus), with the mean and std held as buffers (no host-to-device copy per batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected a uint8 (B, H, W, 3) batch, got {images.dtype} {tuple(images.shape)}")
+        x = images.to(self.mean.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.contiguous_format)
+
+
 def normalise_batch(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """uint8 (B, H, W, 3) → ImageNet-normalised float (B, 3, H, W) on ``device`` (converted there, so only
-    bytes cross the bus)."""
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"expected a uint8 (B, H, W, 3) batch, got {images.dtype} {tuple(images.shape)}")
-    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(memory_format=torch.contiguous_format)
+    """:class:`BatchNormaliser` on ``device``, for one-off batches."""
+    return BatchNormaliser().to(device)(images)

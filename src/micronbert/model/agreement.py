@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .crops import random_resized_crop
+from .crops import crop_and_resize
 from .vit import VisionTransformer
 
 
@@ -39,17 +39,16 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
 class Agreement(nn.Module):
     """Interface of the contextual-agreement objectives.
 
-    ``views(frame)`` gives the student's inputs: ``(global_views, local_views)``, the first at the model's
-    input size (so the model can encode them in the same batch as the frames), the second at another
-    size or ``None``. ``loss(frame, global_ct, local_ct)`` gets the student's contextual tokens of those
+    ``views(frame, boxes)`` gives the student's inputs, the crops of ``frame`` at the drawn ``boxes`` (views, B, 4;
+    :func:`micronbert.model.draws.draw_step`): ``(global_views, local_views)``, the first at the model's input size
+    (so the model can encode them in the same batch as the frames), the second at another size or ``None``. ``loss(frame, global_ct, local_ct)`` gets the student's contextual tokens of those
     views. ``update_teacher(encoder, momentum)`` is the EMA step the training loop calls after each
     optimiser step.
     """
 
     teacher: VisionTransformer
 
-    def views(self, frame: torch.Tensor, generator: torch.Generator | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def views(self, frame: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 
     def loss(self, frame: torch.Tensor, global_ct: torch.Tensor, local_ct: torch.Tensor | None,
@@ -70,13 +69,11 @@ class EmaMseAgreement(Agreement):
         super().__init__()
         hidden = config.predictor_hidden or 2 * config.dim
         self.img_size = config.img_size
-        self.scale, self.ratio = config.crop_scale, config.crop_ratio
         self.teacher = frozen_copy(encoder, config)
         self.predictor = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim))
 
-    def views(self, frame, generator=None):
-        crop = random_resized_crop(frame, frame.shape[-1], self.scale, self.ratio, generator)
-        return crop, None
+    def views(self, frame, boxes):
+        return crop_and_resize(frame, boxes[0], frame.shape[-1]), None
 
     def loss(self, frame, global_ct, local_ct, global_views):
         with torch.no_grad():
@@ -122,8 +119,6 @@ class DinoAgreement(Agreement):
 
     def __init__(self, config: ModelConfig, encoder: VisionTransformer) -> None:
         super().__init__()
-        self.scale, self.ratio = config.crop_scale, config.crop_ratio
-        self.local_scale = config.dino_local_scale
         self.local_crops = config.dino_local_crops
         patch = config.patch_size
         self.local_size = max(patch, round(config.img_size * 96 / 224 / patch) * patch)
@@ -138,14 +133,12 @@ class DinoAgreement(Agreement):
         self.teacher_head.requires_grad_(False)
         self.register_buffer("center", torch.zeros(1, config.dino_out_dim))
 
-    def views(self, frame, generator=None):
+    def views(self, frame, boxes):
         size = frame.shape[-1]
-        global_views = torch.cat([random_resized_crop(frame, size, self.scale, self.ratio, generator)
-                                  for _ in range(2)])
+        global_views = torch.cat([crop_and_resize(frame, view, size) for view in boxes[:2]])
         if self.local_crops == 0:
             return global_views, None
-        local_views = torch.cat([random_resized_crop(frame, self.local_size, self.local_scale, self.ratio,
-                                                     generator) for _ in range(self.local_crops)])
+        local_views = torch.cat([crop_and_resize(frame, view, self.local_size) for view in boxes[2:]])
         return global_views, local_views
 
     def loss(self, frame, global_ct, local_ct, global_views):

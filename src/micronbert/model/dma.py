@@ -42,10 +42,11 @@ class DiagonalMicroAttention(nn.Module):
             raise ValueError(f"DMA needs tokens of equal shape, got {tuple(reference.shape)} "
                              f"and {tuple(swapped.shape)}")
         query_in, key_in = (reference, swapped) if self.query == "reference" else (swapped, reference)
-        q = self._split(self.to_q(query_in)) * self.scale
-        k = self._split(self.to_k(key_in))
+        q = self._split(self.to_q(query_in)).float() * self.scale
+        k = self._split(self.to_k(key_in)).float()
         v = self._split(self.to_v(swapped))
-        diagonal = softmax_diagonal(q @ k.transpose(-2, -1))
+        with torch.autocast(q.device.type, enabled=False):  # bf16 scores would round the diagonal by percents
+            diagonal = softmax_diagonal(q @ k.transpose(-2, -1))
         out = (diagonal.unsqueeze(-1).to(v.dtype) * v).transpose(1, 2).reshape(swapped.shape)
         return self.proj(out), diagonal
 

@@ -24,10 +24,11 @@ from torch import nn
 from .agreement import build_agreement, build_encoder
 from .config import ModelConfig
 from .dma import DiagonalMicroAttention, relative_change_map
+from .draws import StepDraws, draw_step
 from .heads import RecognitionHead, pool_patches
 from .motion import MotionHead, centred_flow, warped_pair
 from .poi import poi_saliency
-from .swapping import blockwise_swap_mask, swap_patches
+from .swapping import swap_patches
 from .vit import Block, init_vit_weights, resize_pos_table, sincos_2d
 from .volatility import VolatilityHead, patch_change_energy, surprise_map, volatility_loss
 
@@ -169,9 +170,14 @@ class MicronBERT(nn.Module):
         return x.permute(0, 5, 1, 3, 2, 4).reshape(patches.shape[0], chans, grid_h * p, grid_w * p)
 
     # ----------------------------------------------------------------------------- pre-training
-    def forward(self, frame_t: torch.Tensor, frame_t_delta: torch.Tensor,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, frame_t: torch.Tensor, frame_t_delta: torch.Tensor, generator: torch.Generator | None = None,
+                draws: StepDraws | None = None, check: bool = True) -> dict[str, torch.Tensor]:
         """Self-supervised step on a pair (I_t, I_{t+δ}).
+
+        The step's random choices (swap mask, agreement crops, warp) are ``draws`` when given (the training loop
+        draws them in its data loader, :func:`~micronbert.model.draws.draw_step`), otherwise drawn here from
+        ``generator``, the same way. ``check=False`` skips the input check, which reads the frames back to the host
+        to look for NaN (the training loop feeds frames made from uint8 images).
 
         Returns ``loss`` (= rec_loss + λ·agree_loss + motion_weight·motion_loss + volatility_weight·volatility_loss),
         ``rec_loss``, ``agree_loss``, ``motion_loss`` and ``volatility_loss`` (0 when their terms are off), ``pred``
@@ -181,18 +187,22 @@ class MicronBERT(nn.Module):
         ``saliency`` (B, N).
         """
         c = self.config
-        check_frames(c.patch_size, c.in_chans, frame_t=frame_t, frame_t_delta=frame_t_delta)
+        if check:
+            check_frames(c.patch_size, c.in_chans, frame_t=frame_t, frame_t_delta=frame_t_delta)
         batch = frame_t.shape[0]
         grid_h, grid_w = frame_t.shape[-2] // c.patch_size, frame_t.shape[-1] // c.patch_size
-        swap_mask = blockwise_swap_mask(batch, grid_h, grid_w, c.swap_ratio, min_block=c.swap_min_block,
-                                        aspect=c.swap_aspect, generator=generator, device=frame_t.device)
+        if draws is None:
+            draws = draw_step(c, batch, *frame_t.shape[1:], generator=generator, device=frame_t.device,
+                              training=self.training)
+        swap_mask = draws.swap_mask
         swapped = swap_patches(frame_t, frame_t_delta, swap_mask, c.patch_size)
 
         use_agreement = self.agreement is not None and self.training
-        global_views, local_views = (self.agreement.views(frame_t_delta, generator) if use_agreement
+        global_views, local_views = (self.agreement.views(frame_t_delta, draws.view_boxes) if use_agreement
                                      else (frame_t.new_zeros(0, *frame_t.shape[1:]), None))
         use_motion = c.motion_weight > 0 and self.training
-        still, moved, true_flow = (warped_pair(frame_t_delta, c, generator) if use_motion
+        still, moved, true_flow = (warped_pair(frame_t_delta, draws.warp_offset, draws.warp_gain, draws.warp_bias,
+                                               draws.warp_noise, c.patch_size) if use_motion
                                    else (frame_t[:0], frame_t[:0], None))
         tokens = self.encode(torch.cat([frame_t_delta, swapped, global_views, still, moved]))
         ref_tokens, swp_tokens = tokens[:batch], tokens[batch:2 * batch]
@@ -203,7 +213,7 @@ class MicronBERT(nn.Module):
         decoder_weights = saliency.detach() if c.detach_saliency else saliency
         pred = self.decode(self.weighted(features, decoder_weights), grid_h, grid_w)
         if c.decoder_residual:
-            pred = pred + self.patchify(swapped).to(pred.dtype)
+            pred = pred.float() + self.patchify(swapped).float()
         rec_loss = self.reconstruction_loss(frame_t, pred, swap_mask)
 
         if use_agreement:

@@ -89,18 +89,14 @@ def patch_flow(offset: torch.Tensor, patch_size: int) -> torch.Tensor:
     return -F.avg_pool2d(offset, patch_size).flatten(2).transpose(1, 2)
 
 
-def warped_pair(frames: torch.Tensor, config: ModelConfig, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(noisy copy of ``frames``, warped and photometrically changed copy, true flow per patch (B, N, 2))."""
-    batch, _, height, width = frames.shape
-    device = frames.device
-    offset = random_warp_field(batch, height, width, config, generator, device)
-    gain = torch.empty(batch, 1, 1, 1, device=device).uniform_(*WARP_GAIN, generator=generator)
-    bias = torch.empty(batch, 1, 1, 1, device=device).uniform_(-WARP_OFFSET, WARP_OFFSET, generator=generator)
-    noise = torch.randn((2, *frames.shape), device=device, generator=generator) * WARP_NOISE_STD
+def warped_pair(frames: torch.Tensor, offset: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor,
+                noise: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noisy copy of ``frames``, copy warped by the sampling ``offset`` (B, 2, H, W) with ``gain`` and ``bias``,
+    true flow per patch (B, N, 2)); ``noise`` (2, B, C, H, W) is added to the two copies (drawn by
+    :func:`micronbert.model.draws.draw_step`)."""
     still = frames.float() + noise[0]
     moved = warp_images(frames, offset) * gain + bias + noise[1]
-    return still.to(frames.dtype), moved.to(frames.dtype), patch_flow(offset, config.patch_size)
+    return still.to(frames.dtype), moved.to(frames.dtype), patch_flow(offset, patch_size)
 
 
 def centred_flow(flow: torch.Tensor) -> torch.Tensor:

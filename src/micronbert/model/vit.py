@@ -45,7 +45,8 @@ def resize_pos_table(table: torch.Tensor, grid_h: int, grid_w: int) -> torch.Ten
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping p×p patches projected to ``dim`` by a stride-p convolution."""
+    """Non-overlapping p×p patches projected to ``dim`` by a stride-p convolution, in float32 even under autocast
+    (the micro-motion lives in the low bits of the pixels)."""
 
     def __init__(self, patch_size: int, in_chans: int, dim: int) -> None:
         super().__init__()
@@ -53,7 +54,8 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.proj(images).flatten(2).transpose(1, 2)
+        with torch.autocast(images.device.type, enabled=False):
+            return self.proj(images.float()).flatten(2).transpose(1, 2)
 
 
 class Attention(nn.Module):

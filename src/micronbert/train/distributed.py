@@ -2,6 +2,7 @@
 replicas agree, and leaving the group cleanly."""
 from __future__ import annotations
 
+import datetime
 import gc
 import os
 from dataclasses import dataclass
@@ -21,14 +22,16 @@ class DistributedContext:
         return self.rank == 0
 
 
-def init_distributed(device_kind: str) -> DistributedContext:
+def init_distributed(device_kind: str, timeout_minutes: float = 60.0) -> DistributedContext:
     """Join the process group torchrun describes in the environment (``WORLD_SIZE`` > 1), else a single
-    process. NCCL on GPUs, gloo on CPUs."""
+    process. NCCL on GPUs, gloo on CPUs; collective operations (the barrier while rank 0 prepares the data among
+    them) wait up to ``timeout_minutes``."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistributedContext()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo",
+                                timeout=datetime.timedelta(minutes=timeout_minutes))
     return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 

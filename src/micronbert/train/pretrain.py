@@ -58,17 +58,19 @@ from tqdm import tqdm
 
 from micronbert.config import Config
 from micronbert.data.pretrain_pairs import (
+    BatchNormaliser,
     DataReport,
     FaceCropper,
     PairSampler,
     PretrainDataConfig,
     PretrainPairDataset,
+    StepBatchSampler,
     build_pretrain_dataset,
-    normalise_batch,
 )
 from micronbert.data.transforms import to_uint8
 from micronbert.io import check_positive_int, write_json_atomically, write_png_atomically, write_text_atomically
-from micronbert.model import MicronBERT, ModelInitConfig, change_map, reconstruct_images, save
+from micronbert.model import MicronBERT, ModelConfig, ModelInitConfig, change_map, reconstruct_images, save
+from micronbert.model.draws import StepDraws, draw_step
 from micronbert.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint, step_checkpoints
 from micronbert.train.distributed import (
     DistributedContext,
@@ -86,14 +88,19 @@ from micronbert.viz import heat_to_rgb, preview_grid, save_figure_atomically, tr
 class PretrainTrainConfig(Config):
     """Length, batch (global, over all processes), device, precision and output of a run.
 
-    ``accum_steps`` splits each process's share of the global batch into that many chunks whose
-    gradients are accumulated; ``device`` is ``auto`` (the local GPU when there is one), ``cpu`` or
-    ``cuda``; ``bf16`` turns on bfloat16 autocast on GPUs; ``compile`` uses ``torch.compile``.
+    ``per_device_batch``, when given, fixes each process's batch instead, and the global batch follows the number of
+    processes (with ``optim.base_lr`` and ``optim.warmup_samples`` the schedule follows it too). ``accum_steps``
+    splits each process's share of the global batch into that many chunks whose gradients are accumulated;
+    ``device`` is ``auto`` (the local GPU when there is one), ``cpu`` or ``cuda``; ``bf16`` turns on bfloat16
+    autocast on GPUs; ``compile`` uses ``torch.compile``; ``timeout_minutes`` bounds how long a process waits for
+    the others (e.g. while rank 0 prepares the data).
     """
 
     steps: int = 1000
     global_batch: int = 64
+    per_device_batch: int | None = None
     accum_steps: int = 1
+    timeout_minutes: float = 60.0
     seed: int = 0
     device: str = "auto"
     bf16: bool = True
@@ -115,6 +122,14 @@ class PretrainTrainConfig(Config):
                              f"train.log_every ({self.log_every})")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        if self.per_device_batch is not None:
+            check_positive_int("train.per_device_batch", self.per_device_batch)
+        if not self.timeout_minutes > 0:
+            raise ValueError(f"train.timeout_minutes must be positive, got {self.timeout_minutes}")
+
+    def batch_for(self, world_size: int) -> int:
+        """The global batch of a run over ``world_size`` processes."""
+        return self.global_batch if self.per_device_batch is None else self.per_device_batch * world_size
 
 
 # summed per step, logged as interval means
@@ -130,6 +145,29 @@ class PretrainConfig(Config):
     model: ModelInitConfig = field(default_factory=ModelInitConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
+
+
+@dataclass(frozen=True)
+class DrawingCollate:
+    """DataLoader collate of :class:`StepBatchSampler` batches: the frames stacked, and the step's random draws
+    (:func:`~micronbert.model.draws.draw_step`) made here, in the worker, one generator per chunk of the batch
+    seeded by (seed, step, rank · accum_steps + chunk), so that they do not depend on the process layout."""
+
+    config: ModelConfig
+    seed: int
+    first_chunk: int
+    accum_steps: int
+
+    def __call__(self, items: list[tuple[int, torch.Tensor, torch.Tensor]]
+                 ) -> tuple[torch.Tensor, torch.Tensor, StepDraws]:
+        step = items[0][0]
+        images_t = torch.stack([first for _, first, _ in items])
+        images_d = torch.stack([second for _, _, second in items])
+        size, channels = images_t.shape[1], self.config.in_chans
+        parts = [draw_step(self.config, len(chunk), channels, size, size,
+                           chunk_generator(self.seed, step, self.first_chunk + index, torch.device("cpu")))
+                 for index, chunk in enumerate(torch.arange(len(items)).chunk(self.accum_steps))]
+        return images_t, images_d, StepDraws.cat(parts)
 
 
 def chunk_generator(seed: int, step: int, chunk: int, device: torch.device) -> torch.Generator:
@@ -192,22 +230,25 @@ class Pretrainer:
         self.out_dir = Path(self.train.out_dir)
         self.checkpoints = self.out_dir / "checkpoints"
         self.metrics_path = self.out_dir / "metrics.jsonl"
+        self.global_batch = self.train.batch_for(context.world_size)
+        self.optim = config.optim.for_batch(self.global_batch)
         torch.manual_seed(self.train.seed)
         self.model = self.config.model.build().to(self.device)
+        self.normalise = BatchNormaliser().to(self.device)
         self.dataset, self.report = self._build_data(cropper)
-        self.sampler = PairSampler(len(self.dataset), self.train.global_batch, context.rank, context.world_size,
+        self.sampler = PairSampler(len(self.dataset), self.global_batch, context.rank, context.world_size,
                                    self.train.seed)
         if self.sampler.per_rank % self.train.accum_steps:
             raise ValueError(f"train.accum_steps={self.train.accum_steps} does not divide the per-process batch "
                              f"{self.sampler.per_rank}")
-        self.optimizer = build_optimizer(self.model, config.optim)
+        self.optimizer = build_optimizer(self.model, self.optim, fused=self.device.type == "cuda")
         self.step, self.best_loss = 0, math.inf
         self.forward_module: torch.nn.Module = self.model
         if context.world_size > 1:
             idle_motion_head = self.model.motion_head is not None and self.model.config.motion_weight == 0
             self.forward_module = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=idle_motion_head)
+                find_unused_parameters=idle_motion_head, gradient_as_bucket_view=True)
         if self.train.compile:
             self.forward_module = torch.compile(self.forward_module)
 
@@ -230,7 +271,7 @@ class Pretrainer:
         return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "rng": rng, "sampler": {"epoch": epoch, "batch": batch}, "best_loss": self.best_loss,
                 "data_fingerprint": self.dataset.fingerprint(), "model_config": self.model.config.to_dict(),
-                "global_batch": self.train.global_batch, "seed": self.train.seed,
+                "global_batch": self.global_batch, "seed": self.train.seed,
                 "config": self.config.to_dict()}
 
     def restore(self, path: Path) -> None:
@@ -238,7 +279,7 @@ class Pretrainer:
         state = load_checkpoint(path)
         for key, mine in (("data_fingerprint", self.dataset.fingerprint()),
                           ("model_config", self.model.config.to_dict()),
-                          ("global_batch", self.train.global_batch), ("seed", self.train.seed)):
+                          ("global_batch", self.global_batch), ("seed", self.train.seed)):
             if state[key] != mine:
                 raise ValueError(f"{path}: cannot resume, its {key} differs from this run's")
         self.model.load_state_dict(state["model"])
@@ -249,36 +290,40 @@ class Pretrainer:
         self.step, self.best_loss = int(state["step"]), float(state["best_loss"])
 
     # --------------------------------------------------------------------------------- loop
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This process's batches from the current step on, epoch after epoch."""
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, StepDraws]]:
+        """This process's batches from the current step on, epoch after epoch, with their random draws."""
         workers = int(self.config.data.num_workers)
+        accum = self.train.accum_steps
+        collate = DrawingCollate(self.model.config, self.train.seed, self.context.rank * accum, accum)
         while True:
             epoch, batch = divmod(self.step, self.sampler.batches_per_epoch)
             self.sampler.set_position(epoch, batch)
             self.dataset.set_epoch(epoch)
-            loader = DataLoader(self.dataset, batch_size=self.sampler.per_rank, sampler=self.sampler,
-                                num_workers=workers, pin_memory=self.device.type == "cuda", drop_last=True,
+            loader = DataLoader(self.dataset, batch_sampler=StepBatchSampler(self.sampler), collate_fn=collate,
+                                num_workers=workers, pin_memory=self.device.type == "cuda",
                                 generator=torch.Generator().manual_seed(self.train.seed + epoch),
                                 prefetch_factor=4 if workers else None)
             yield from loader
 
-    def train_step(self, frame_t: torch.Tensor, frame_d: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """One optimiser step on this process's share of a global batch; returns the summed chunk losses
-        (:data:`LOSS_KEYS`) and the last chunk's outputs."""
+    def train_step(self, frame_t: torch.Tensor, frame_d: torch.Tensor,
+                   draws: StepDraws) -> tuple[torch.Tensor, dict]:
+        """One optimiser step on this process's share of a global batch with the step's ``draws``; returns the
+        summed chunk losses (:data:`LOSS_KEYS`) and the last chunk's outputs. Nothing in it reads a value back to
+        the host."""
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.step, self.config.optim, self.train.steps)
+            group["lr"] = learning_rate(self.step, self.optim, self.train.steps)
         accum = self.train.accum_steps
         losses = torch.zeros(len(LOSS_KEYS), device=self.device)
         autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
                                   enabled=self.train.bf16 and self.device.type == "cuda")
+        chunks = draws.to(self.device, non_blocking=True).chunk(accum)
         for chunk, (part_t, part_d) in enumerate(zip(frame_t.chunk(accum), frame_d.chunk(accum))):
-            generator = chunk_generator(self.train.seed, self.step, self.context.rank * accum + chunk, self.device)
             sync = chunk == accum - 1 or self.context.world_size == 1
             with (nullcontext() if sync else self.forward_module.no_sync()), autocast:
-                out = self.forward_module(part_t, part_d, generator=generator)
+                out = self.forward_module(part_t, part_d, draws=chunks[chunk], check=False)
                 (out["loss"] / accum).backward()
             losses += torch.stack([out[key] for key in LOSS_KEYS]).detach().float()
-        max_norm = self.config.optim.clip_grad if self.config.optim.clip_grad > 0 else math.inf
+        max_norm = self.optim.clip_grad if self.optim.clip_grad > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -296,12 +341,12 @@ class Pretrainer:
                    disable=not (self.context.is_main and self.train.progress))
         batches = self.batches()
         while self.step < self.train.steps:
-            images_t, images_d = next(batches)
-            frame_t, frame_d = normalise_batch(images_t, self.device), normalise_batch(images_d, self.device)
-            stats, out = self.train_step(frame_t, frame_d)
+            images_t, images_d, draws = next(batches)
+            frame_t = self.normalise(images_t)
+            stats, out = self.train_step(frame_t, self.normalise(images_d), draws)
             interval += stats
             interval_steps += 1
-            samples_since += self.train.global_batch
+            samples_since += self.global_batch
             if self.step % self.train.log_every == 0:
                 row = self._log_row(interval, interval_steps, samples_since / (time.perf_counter() - clock),
                                     time.perf_counter() - started)
@@ -359,7 +404,7 @@ class Pretrainer:
     def _plot_curves(self) -> None:
         rows = read_metrics(self.metrics_path) if self.metrics_path.is_file() else []
         if rows:
-            title = f"pre-training of {self.config.model.name} (global batch {self.train.global_batch})"
+            title = f"pre-training of {self.config.model.name} (global batch {self.global_batch})"
             save_figure_atomically(training_curves_figure(rows, title), self.out_dir / "curves.png")
 
     def _finish(self, seconds: float) -> dict[str, Any]:
@@ -381,7 +426,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, cropper: FaceCropper 
     started under torchrun. Returns the run summary."""
     device_kind = config.train.device if config.train.device != "auto" else (
         "cuda" if torch.cuda.is_available() else "cpu")
-    context = init_distributed(device_kind)
+    context = init_distributed(device_kind, config.train.timeout_minutes)
     if context.world_size == 1:
         return Pretrainer(config, context, cropper).run(resume)
     try:
