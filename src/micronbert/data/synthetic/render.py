@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .actions import Blink, MicroExpression, unit_displacement_field
+from .actions import Blink, FrameTiming, MicroExpression, unit_displacement_field
 from .faces import FaceLayers, FaceModel
 from .nuisance import BACKGROUND_CHANGE_LEVEL, Background, HeadMovement, HeadPose, NuisanceConfig, NuisanceTrack
 
@@ -154,6 +154,9 @@ class Scene:
         self.blink_timings = [b.frame_timing(self.fps) for b in self.blinks]
         self.movement_timings = [m.frame_timing(self.fps) for m in self.head_movements]
         self.eyelids = Eyelids(face, self.layers)
+        self._expression_windows = _windows(self.timings)
+        self._blink_windows = _windows(self.blink_timings)
+        self._movement_windows = _windows(self.movement_timings)
 
     @property
     def eye_region(self) -> np.ndarray:
@@ -162,23 +165,27 @@ class Scene:
 
     def eyelid_closure(self, frame: int) -> float:
         """How far the eyelids are closed at `frame`: 0 open, 1 shut."""
-        return max((b.closure * float(t.intensity([frame])[0]) for b, t in zip(self.blinks, self.blink_timings)),
-                   default=0.0)
+        return max((self.blinks[i].closure * float(self.blink_timings[i].intensity([frame])[0])
+                    for i in _active(self._blink_windows, frame)), default=0.0)
 
     def head_pose(self, frame: int) -> HeadPose:
         """The head pose of `frame`: the nuisance sway plus the deliberate head movements."""
         pose = self.track.pose(frame)
-        weights = [float(t.intensity([frame])[0]) for t in self.movement_timings]
-        if not any(weights):
+        weights = {i: float(self.movement_timings[i].intensity([frame])[0])
+                   for i in _active(self._movement_windows, frame)}
+        moves = [(w * self.head_movements[i].dx * self.size, w * self.head_movements[i].dy * self.size,
+                  w * self.head_movements[i].angle_deg) for i, w in weights.items() if w]
+        if not moves:
             return pose
-        moves = [(w * m.dx * self.size, w * m.dy * self.size, w * m.angle_deg)
-                 for w, m in zip(weights, self.head_movements) if w]
         dx, dy, angle = (sum(parts) for parts in zip(*moves))
         return HeadPose(pose.dx + dx, pose.dy + dy, pose.angle_deg + angle)
 
     def intensities(self, frame: int) -> np.ndarray:
         """Intensity in [0, 1] of every expression at `frame`."""
-        return np.array([float(t.intensity([frame])[0]) for t in self.timings], np.float32)
+        values = np.zeros(len(self.timings), np.float32)
+        for i in _active(self._expression_windows, frame):  # the others are 0 (long videos hold many expressions)
+            values[i] = float(self.timings[i].intensity([frame])[0])
+        return values
 
     def frame(self, frame: int) -> np.ndarray:
         """The rendered frame (H, W, 3) uint8 at frame index `frame`."""
@@ -282,6 +289,16 @@ class Scene:
                 regions = np.maximum(regions, np.sqrt((unit**2).sum(-1)))
         regions = cv2.remap(regions, face_x, face_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return (moved * visible).astype(np.float32), (regions >= AU_REGION_LEVEL) & visible
+
+
+def _windows(timings: Sequence[FrameTiming]) -> np.ndarray:
+    """(N, 2) onset and offset frames of `timings`."""
+    return np.array([(t.onset, t.offset) for t in timings], np.float64).reshape(-1, 2)
+
+
+def _active(windows: np.ndarray, frame: int) -> np.ndarray:
+    """Indices of the timings whose open interval (onset, offset) holds `frame`: outside it an intensity is 0."""
+    return np.flatnonzero((windows[:, 0] < frame) & (frame < windows[:, 1]))
 
 
 def _warp(rgba: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
