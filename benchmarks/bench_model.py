@@ -27,8 +27,11 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import micronbert  # noqa: E402
 from common import machine_info, markdown_table, write_results  # noqa: E402
+from micronbert.diagnostics import count_host_reads  # noqa: E402
+from micronbert.model.draws import draw_step  # noqa: E402
 from micronbert.model.swapping import blockwise_swap_mask  # noqa: E402
 from micronbert.model.vit import resize_pos_table  # noqa: E402
+from micronbert.train.optim import OptimConfig, build_optimizer  # noqa: E402
 
 
 # ------------------------------------------------------------------------ the straightforward reference
@@ -198,6 +201,34 @@ def bench_case(name: str, batch: int, device: torch.device, repeats: int, dtype:
     return row
 
 
+def host_reads_per_step(name: str, device: torch.device) -> dict[str, object]:
+    """Tensor-to-Python reads (each a host synchronisation on a GPU) in one training step as the pre-training loop
+    runs it (draws made beforehand, input check off, fused AdamW, clipping) and in a step that draws its own
+    randomness and checks its input (the model called plainly)."""
+    torch.manual_seed(0)
+    model = micronbert.create_model(name, motion_weight=1.0).to(device)
+    size = model.config.img_size
+    frame_t = torch.randn(4, 3, size, size, device=device)
+    frame_d = frame_t + 0.05 * torch.randn_like(frame_t)
+    optimiser = build_optimizer(model, OptimConfig(), fused=True)
+    draws = draw_step(model.config, 4, 3, size, size, torch.Generator().manual_seed(0)).to(device)
+
+    def loop_step() -> None:
+        model(frame_t, frame_d, draws=draws, check=False)["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        optimiser.zero_grad(set_to_none=True)
+        model.update_teacher()
+
+    loop_step()  # the optimiser's state is built on the first step
+    with count_host_reads() as in_loop:
+        loop_step()
+    with count_host_reads() as plain:
+        model(frame_t, frame_d, generator=torch.Generator(device).manual_seed(0))["loss"].backward()
+    return {"model": name, "device": device.type, "reads_training_loop_step": len(in_loop),
+            "reads_plain_call": len(plain)}
+
+
 class _null:
     def __enter__(self):
         return self
@@ -227,6 +258,10 @@ def main() -> None:
             for compile_model in (False, True):
                 rows.append(bench_case("official-small", batch, gpu, repeats, torch.bfloat16, compile_model,
                                        with_reference=not compile_model))
+    reads = [host_reads_per_step("tiny", cpu)]
+    if torch.cuda.is_available():
+        reads.append(host_reads_per_step("official-small", torch.device("cuda")))
+    print(reads, flush=True)
     machine = machine_info()
     columns = ["model", "device", "batch", "dtype", "compile", "pretrain_ms_per_sample",
                "reference_pretrain_ms_per_sample", "pretrain_speedup", "recognize_ms_per_pair",
@@ -234,8 +269,10 @@ def main() -> None:
                "pretrain_gflop_per_sample", "max_abs_output_diff"]
     markdown = (f"# bench_model\n\n{machine}\n\nagreement off (published layout), DMA query 'reference', PoI "
                 "saliency; speedup = reference time / package time; TFLOP/s from torch.utils.flop_counter.\n\n"
-                + markdown_table(rows, columns) + "\n")
-    paths = write_results("bench_model", {"machine": machine, "rows": rows}, markdown)
+                + markdown_table(rows, columns) + "\n\nTensor-to-Python reads (host synchronisations on a GPU) per "
+                "pre-training step, as the training loop runs it and for a plain call of the model:\n\n"
+                + markdown_table(reads, list(reads[0])) + "\n")
+    paths = write_results("bench_model", {"machine": machine, "rows": rows, "host_reads": reads}, markdown)
     print(markdown)
     print("wrote", *paths)
 

@@ -2,7 +2,8 @@
 the copy-the-input baseline. Used by the demo and by ``benchmarks/bench_pretrain.py``."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -119,3 +120,29 @@ def reconstruction_on_dataset(model: MicronBERT, dataset: PretrainPairDataset, c
     frame_t = normalise_batch(torch.stack([a for a, _ in items]), device)
     frame_d = normalise_batch(torch.stack([b for _, b in items]), device)
     return reconstruction_vs_copy(model, frame_t, frame_d)
+
+
+HOST_READS = ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+
+@contextlib.contextmanager
+def count_host_reads() -> Iterator[list[str]]:
+    """Record every conversion of a tensor to a Python value made inside the block (``item``, ``tolist``,
+    ``numpy``, ``bool``, ``int``, ``float``, indexing with a tensor): on a GPU each one waits for the device, a host
+    synchronisation. Yields the list of the conversions' names, filled as they happen."""
+    originals = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+    reads: list[str] = []
+
+    def counted(name: str, method: Callable) -> Callable:
+        def read(self: torch.Tensor, *args: object, **kwargs: object) -> object:
+            reads.append(name)
+            return method(self, *args, **kwargs)
+        return read
+
+    try:
+        for name, method in originals.items():
+            setattr(torch.Tensor, name, counted(name, method))
+        yield reads
+    finally:
+        for name, method in originals.items():
+            setattr(torch.Tensor, name, method)

@@ -65,3 +65,31 @@ def test_a_compiled_pretraining_step_matches_eager_for_the_same_generator(pair, 
         torch.testing.assert_close(compiled[key], eager[key], rtol=1e-5, atol=1e-6)
     compiled["loss"].backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_the_pretraining_step_compiles_to_one_graph_with_its_draws_given(pair):
+    """With the random draws made beforehand (as the training loop's DataLoader does) and the input check off,
+    the whole pre-training forward pass, motion and volatility terms included, is one graph; loss and gradients
+    equal eager ones."""
+    from micronbert.model.draws import draw_step
+
+    torch.manual_seed(0)
+    model = create_model("tiny", motion_weight=1.0, volatility_weight=1.0, decoder_residual=True).train()
+    frame_t, frame_d = pair
+    draws = draw_step(model.config, frame_t.shape[0], 3, 64, 64, torch.Generator().manual_seed(1))
+    torch._dynamo.reset()
+
+    def step(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return model(first, second, draws=draws, check=False)["loss"]
+
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)(frame_t, frame_d)
+    compiled.backward()
+    compiled_grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    eager = step(frame_t, frame_d)
+    eager.backward()
+    eager_grads = [p.grad for p in model.parameters() if p.grad is not None]
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+    assert len(compiled_grads) == len(eager_grads) > 0
+    for got, want in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

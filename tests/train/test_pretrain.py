@@ -238,3 +238,27 @@ def test_resuming_with_other_settings_is_refused_naming_the_checkpoint(tmp_path,
 
     with pytest.raises(ValueError, match=rf"step_00000002.pt: cannot resume, its {differs} differs from this run's"):
         pretrain(PretrainConfig.from_dict(data), resume=True)
+
+
+def test_the_training_step_reads_nothing_back_to_the_host(tmp_path, clips):
+    """No tensor is converted to a Python value inside the step (on a GPU each such read is a synchronisation),
+    with the fused AdamW a GPU run uses (the CPU default, unfused, reads its step counters, which are host scalars
+    there); the same instrument counts the reads of a step that draws its own randomness and checks its input."""
+    from micronbert.diagnostics import count_host_reads
+    from micronbert.train.distributed import DistributedContext
+    from micronbert.train.optim import build_optimizer
+    from micronbert.train.pretrain import Pretrainer
+
+    data = config_dict(clips, tmp_path / "run")
+    data["model"]["overrides"].update(motion_weight=1.0, volatility_weight=1.0)
+    trainer = Pretrainer(PretrainConfig.from_dict(data), DistributedContext())
+    trainer.optimizer = build_optimizer(trainer.model, trainer.optim, fused=True)
+    images_t, images_d, draws = next(trainer.batches())
+    frame_t, frame_d = trainer.normalise(images_t), trainer.normalise(images_d)
+    trainer.train_step(frame_t, frame_d, draws)  # the first step builds the optimiser's state
+    with count_host_reads() as reads:
+        trainer.train_step(frame_t, frame_d, draws)
+    assert reads == []
+    with count_host_reads() as reads:
+        trainer.model(frame_t, frame_d, generator=torch.Generator().manual_seed(0))
+    assert "__bool__" in reads

@@ -13,6 +13,9 @@ class DiagonalMicroAttention(nn.Module):
     :func:`softmax_diagonal`) and
     ``DMA_i = W_o·(a_i·v_i)``. The N×N product with V is never formed.
 
+    The scores and their diagonal are computed in float32 even under autocast (q, k and their product; v and the
+    output follow the autocast dtype).
+
     ``query="reference"`` (paper) takes the query from the reference frame and the key from the swapped
     one; ``query="swapped"`` (published code) the other way round. Parameter names (``to_q``, ``to_k``,
     ``to_v``, ``proj``) match the published ``att`` module.
@@ -42,10 +45,10 @@ class DiagonalMicroAttention(nn.Module):
             raise ValueError(f"DMA needs tokens of equal shape, got {tuple(reference.shape)} "
                              f"and {tuple(swapped.shape)}")
         query_in, key_in = (reference, swapped) if self.query == "reference" else (swapped, reference)
-        q = self._split(self.to_q(query_in)).float() * self.scale
-        k = self._split(self.to_k(key_in)).float()
         v = self._split(self.to_v(swapped))
-        with torch.autocast(q.device.type, enabled=False):  # bf16 scores would round the diagonal by percents
+        with torch.autocast(swapped.device.type, enabled=False):  # bf16 scores would move the diagonal by percents
+            q = self._split(self.to_q(query_in.float())) * self.scale
+            k = self._split(self.to_k(key_in.float()))
             diagonal = softmax_diagonal(q @ k.transpose(-2, -1))
         out = (diagonal.unsqueeze(-1).to(v.dtype) * v).transpose(1, 2).reshape(swapped.shape)
         return self.proj(out), diagonal
