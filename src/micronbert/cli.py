@@ -7,11 +7,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-Handler = Callable[[argparse.Namespace], int]
+from .train.device import DEVICES
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -50,6 +50,7 @@ def _add_sample_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="micronbert checkpoint folder to start from, e.g. the model/ folder "
                         "`micronbert pretrain` wrote (sets model.weights)")
     parser.add_argument("--mode", choices=("finetune", "frozen"), help="sets train.mode")
+    parser.add_argument("--device", choices=DEVICES, help="sets train.device (default auto: the GPU when there is one)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out unusable samples (and folds) instead of stopping; they are reported")
     _add_config_options(parser, "configs/finetune_tiny.yaml")
@@ -59,7 +60,8 @@ def _recognition_config(args: argparse.Namespace) -> Any:
     from .train.finetune import FinetuneConfig
 
     return FinetuneConfig.from_options(args.config, args.overrides,
-                                       _given(args, {"weights": "model.weights", "mode": "train.mode"}))
+                                       _given(args, {"weights": "model.weights", "mode": "train.mode",
+                                                     "device": "train.device"}))
 
 
 def _demo_config(args: argparse.Namespace) -> Any:
@@ -180,7 +182,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError("give exactly one of --onset/--apex, --clip or --batch")
     if chosen[0] and not (args.onset and args.apex):
         raise ValueError("--onset and --apex go together")
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, device=args.device)
     out_dir = None if args.no_pictures else args.out
     failed: list[tuple[str, str]] = []
     if chosen[0]:
@@ -357,6 +359,8 @@ def _predict_parser(commands: Any) -> None:
     predict.add_argument("--out", default="predictions", help="folder for the pictures (default: predictions)")
     predict.add_argument("--no-pictures", action="store_true", help="do not draw pictures")
     predict.add_argument("--json", action="store_true", help="print the results as JSON")
+    predict.add_argument("--device", choices=DEVICES, default="auto", help="where the model runs (default auto: the "
+                         "GPU when there is one)")
     predict.set_defaults(run=_predict)
 
 

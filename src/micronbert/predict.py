@@ -21,6 +21,7 @@ from micronbert.data.frames import IMAGE_EXTENSIONS, frame_number, list_frames, 
 from micronbert.data.transforms import resize_square, to_model_input
 from micronbert.io import read_json_mapping
 from micronbert.model import MicronBERT, change_map, load, relative_change_map, surprise_map
+from micronbert.train.device import pick_device
 from micronbert.viz import pair_maps_figure, patch_map_to_image, save_figure_atomically
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -41,7 +42,7 @@ class Prediction:
 
 
 class Predictor:
-    """A fine-tuned model with its class names; see :func:`load_predictor`."""
+    """A fine-tuned model with its class names, on the model's device; see :func:`load_predictor`."""
 
     def __init__(self, model: MicronBERT, class_names: Sequence[str]) -> None:
         if model.head is None:
@@ -59,17 +60,16 @@ class Predictor:
         if onset.shape != apex.shape:
             raise ValueError(f"onset and apex images differ in size: {onset.shape[:2]} vs {apex.shape[:2]}")
         tokens = self.model.encode(to_model_input(np.stack([resize_square(apex, self.size),
-                                                            resize_square(onset, self.size)])))
+                                                            resize_square(onset, self.size)])).to(self.model.device))
         apex_tokens, onset_tokens = tokens[:1], tokens[1:]
         out = self.model.recognize_tokens(onset_tokens=onset_tokens, apex_tokens=apex_tokens)
         relative = self.model.relative_change(apex_tokens=apex_tokens, onset_tokens=onset_tokens,
                                               diagonal=out["dma_map"])
-        maps = {"probabilities": torch.softmax(out["logits"], dim=1)[0].numpy(),
-                "change": change_map(out["dma_map"])[0].numpy(), "relative_change": relative[0].numpy(),
-                "saliency": out["saliency"][0].numpy()}
+        maps = {"probabilities": torch.softmax(out["logits"], dim=1)[0], "change": change_map(out["dma_map"])[0],
+                "relative_change": relative[0], "saliency": out["saliency"][0]}
         if self.model.volatility_head is not None:
-            maps["surprise"] = surprise_map(relative, self.model.volatility(apex_tokens))[0].numpy()
-        return maps
+            maps["surprise"] = surprise_map(relative, self.model.volatility(apex_tokens))[0]
+        return {name: values.float().cpu().numpy() for name, values in maps.items()}
 
     def find_apex(self, frames: Sequence[np.ndarray], batch_size: int = 16) -> tuple[int, np.ndarray]:
         """Index of the frame (after the first) that changes most against frame 0, and every frame's score
@@ -93,21 +93,21 @@ def apex_scores(model: MicronBERT, frames: Sequence[np.ndarray], batch_size: int
     if len(shapes) > 1:
         raise ValueError(f"the clip's frames differ in size: {sorted(shapes)}")
     model.eval()
-    size = model.config.img_size
-    onset_tokens = model.encode(to_model_input(resize_square(frames[0], size)))
+    size, device = model.config.img_size, model.device
+    onset_tokens = model.encode(to_model_input(resize_square(frames[0], size)).to(device))
     onset_diagonal = model.dma(onset_tokens, onset_tokens)[1]
     scores = []
     for start in range(0, len(frames), batch_size):
         batch = np.stack([resize_square(frame, size) for frame in frames[start:start + batch_size]])
-        tokens = model.encode(to_model_input(batch))
+        tokens = model.encode(to_model_input(batch).to(device))
         diagonal = model.dma(tokens, onset_tokens.expand(len(batch), -1, -1))[1]
         scores.append(relative_change_map(diagonal, onset_diagonal.expand_as(diagonal)).mean(dim=1))
-    return torch.cat(scores).numpy()
+    return torch.cat(scores).float().cpu().numpy()
 
 
-def load_predictor(path: str | Path, class_names: Sequence[str] | None = None) -> Predictor:
+def load_predictor(path: str | Path, class_names: Sequence[str] | None = None, device: str = "auto") -> Predictor:
     """A predictor from a ``micronbert finetune`` output folder (model/ + classes.json) or a checkpoint
-    folder with ``class_names`` given."""
+    folder with ``class_names`` given, on ``device`` (``auto``: the GPU when there is one)."""
     folder = Path(path)
     if not folder.exists():
         raise FileNotFoundError(f"model not found: {folder}")
@@ -119,7 +119,7 @@ def load_predictor(path: str | Path, class_names: Sequence[str] | None = None) -
             class_names = _class_names(classes_file)
         else:
             class_names = [str(i) for i in range(model.config.num_classes)]
-    return Predictor(model, class_names)
+    return Predictor(model.to(pick_device(device)), class_names)
 
 
 def _class_names(path: Path) -> list[str]:

@@ -23,10 +23,11 @@ def make_optimiser(parameters: Sequence[nn.Parameter], recipe: Recipe) -> torch.
 
 
 def train_network(network: nn.Module, inputs: Sequence[torch.Tensor], labels: np.ndarray, recipe: Recipe,
-                  num_classes: int, seed: int,
+                  num_classes: int, seed: int, device: torch.device | str = "cpu",
                   epoch_end: Callable[[int, float], None] | None = None) -> list[float]:
-    """Train ``network`` on ``inputs`` (one tensor per input of the network, first dimension the samples) for
-    ``recipe.epochs`` epochs of shuffled batches; returns the mean training loss of each epoch.
+    """Train ``network`` on ``device`` with ``inputs`` (one tensor per input of the network, first dimension the
+    samples, moved to the device batch by batch) for ``recipe.epochs`` epochs of shuffled batches; returns the mean
+    training loss of each epoch.
 
     Batches of one sample are left out (BatchNorm needs two). ``epoch_end(epoch, loss)`` is called after each
     epoch (progress, or the separately reported per-epoch test scores of ``--select-on-test``).
@@ -35,9 +36,10 @@ def train_network(network: nn.Module, inputs: Sequence[torch.Tensor], labels: np
         raise ValueError(f"every input needs one entry per label ({len(labels)}), got "
                          f"{[len(tensor) for tensor in inputs]}")
     generator = torch.Generator().manual_seed(seed)
+    network.to(device)
     optimiser = make_optimiser(list(network.parameters()), recipe)
-    targets = torch.as_tensor(labels)
-    weights = (torch.tensor(balanced_class_weights(labels, num_classes), dtype=torch.float32)
+    targets = torch.as_tensor(labels).to(device)
+    weights = (torch.tensor(balanced_class_weights(labels, num_classes), dtype=torch.float32, device=device)
                if recipe.class_weighted else None)
     network.train()
     losses = []
@@ -45,16 +47,17 @@ def train_network(network: nn.Module, inputs: Sequence[torch.Tensor], labels: np
         if epoch in recipe.lr_steps:
             for group in optimiser.param_groups:
                 group["lr"] *= recipe.lr_gamma
-        total, seen = 0.0, 0
+        total, seen = torch.zeros((), dtype=torch.float64, device=device), 0
         for batch in torch.randperm(len(labels), generator=generator).split(recipe.batch_size):
             if len(batch) < 2:
                 continue
-            loss = F.cross_entropy(network(*(tensor[batch] for tensor in inputs)), targets[batch], weight=weights)
+            loss = F.cross_entropy(network(*(tensor[batch].to(device, non_blocking=True) for tensor in inputs)),
+                                   targets[batch.to(device)], weight=weights)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total, seen = total + loss.item() * len(batch), seen + len(batch)
-        losses.append(total / max(seen, 1))
+            total, seen = total + loss.detach().double() * len(batch), seen + len(batch)
+        losses.append(float(total) / max(seen, 1))  # the epoch's one read back to the host
         if epoch_end is not None:
             epoch_end(epoch, losses[-1])
             network.train()
@@ -66,7 +69,8 @@ def train_network(network: nn.Module, inputs: Sequence[torch.Tensor], labels: np
 def predict_network(network: nn.Module, inputs: Sequence[torch.Tensor], batch_size: int = 256) -> np.ndarray:
     """Class probabilities (n, classes) of ``network`` in evaluation mode."""
     network.eval()
+    device = next(network.parameters()).device
     count = len(inputs[0])
-    chunks = [torch.softmax(network(*(tensor[start:start + batch_size] for tensor in inputs)), dim=1)
-              for start in range(0, count, batch_size)]
+    chunks = [torch.softmax(network(*(tensor[start:start + batch_size].to(device) for tensor in inputs)),
+                            dim=1).float().cpu() for start in range(0, count, batch_size)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0))

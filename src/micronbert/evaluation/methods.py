@@ -28,6 +28,7 @@ from micronbert.data.flow import flow_features
 from micronbert.data.inputs.spec import InputSpec
 from micronbert.data.labelled_pairs import LabelledPairs
 from micronbert.model import named_config, save
+from micronbert.train.device import pick_device
 from micronbert.train.finetune import (
     FinetuneConfig,
     build_model,
@@ -212,7 +213,8 @@ class NetworkMethod(Method):
         torch.manual_seed(seed)
         self.network = self.card.build(self.num_classes, self.specs())
         self.train_loss = train_network(self.network, [tensor[train] for tensor in self.tensors],
-                                        self.pairs.labels[train], self.recipe(), self.num_classes, seed)
+                                        self.pairs.labels[train], self.recipe(), self.num_classes, seed,
+                                        pick_device(self.config.train.device))
 
     def predict_proba(self, test: np.ndarray) -> np.ndarray:
         return predict_network(self.network, [tensor[test] for tensor in self.tensors])

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from micronbert.train.device import pick_device
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -36,14 +38,11 @@ def init_distributed(device_kind: str, timeout_minutes: float = 60.0) -> Distrib
 
 
 def resolve_device(kind: str, context: DistributedContext) -> torch.device:
-    if kind == "auto":
-        kind = "cuda" if torch.cuda.is_available() else "cpu"
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("train.device is cuda but no GPU is available")
-        torch.cuda.set_device(context.local_rank)
-        return torch.device("cuda", context.local_rank)
-    return torch.device("cpu")
+    """This process's device: :func:`~micronbert.train.device.pick_device`, the GPU of its local rank."""
+    device = pick_device(kind, context.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
 def replica_difference(model: torch.nn.Module) -> float:

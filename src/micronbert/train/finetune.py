@@ -32,6 +32,7 @@ from micronbert.io import check_positive_int
 from micronbert.metrics import balanced_class_weights
 from micronbert.model import MicronBERT, ModelInitConfig
 from micronbert.train.augment import AugmentConfig, paired_augment
+from micronbert.train.device import DEVICES, autocast_for, pick_device
 from micronbert.train.token_cache import CacheStats, TokenCacheConfig
 
 MODES = ("finetune", "frozen")
@@ -59,7 +60,8 @@ class FinetuneOptimConfig(Config):
 class FinetuneTrainConfig(Config):
     """What trains and for how long: ``mode`` (``finetune`` or ``frozen``), in frozen mode ``frozen_train``
     (``dma+head``, METHOD.md §8, or ``head``, DMA kept as loaded, far cheaper at 224), the fixed budget of
-    ``epochs`` × batches of ``batch_size`` per fold, the head's dropout, class-weighted cross-entropy, seed."""
+    ``epochs`` × batches of ``batch_size`` per fold, the head's dropout, class-weighted cross-entropy, seed;
+    ``device`` (``auto``: the GPU when there is one) and ``bf16`` autocast there."""
 
     mode: str = "frozen"
     frozen_train: str = "dma+head"
@@ -68,6 +70,8 @@ class FinetuneTrainConfig(Config):
     head_dropout: float = 0.1
     class_weighted: bool = True
     seed: int = 0
+    device: str = "auto"
+    bf16: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -78,6 +82,8 @@ class FinetuneTrainConfig(Config):
         check_positive_int("train.batch_size", self.batch_size)
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"train.head_dropout must lie in [0, 1), got {self.head_dropout}")
+        if self.device not in DEVICES:
+            raise ValueError(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,7 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
 def build_model(config: FinetuneConfig, num_classes: int, pretrained: bool = True) -> MicronBERT:
     """The model to train: ``config.model.weights`` when given and ``pretrained``, otherwise a new one; fresh
     head."""
-    model = config.model.build(pretrained)
+    model = config.model.build(pretrained).to(pick_device(config.train.device))
     model.reset_head(num_classes, dropout=config.train.head_dropout)
     return model
 
@@ -149,6 +155,14 @@ def _train_epochs(config: FinetuneConfig, count: int, generator: torch.Generator
     return losses
 
 
+def _targets(labels: np.ndarray, model: MicronBERT, config: FinetuneConfig
+             ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The class weights of the cross-entropy (None when not class-weighted) and the labels, on the model's
+    device."""
+    weights = class_weights(labels, model.config.num_classes) if config.train.class_weighted else None
+    return (None if weights is None else weights.to(model.device)), torch.as_tensor(labels).to(model.device)
+
+
 def _check_training_labels(labels: np.ndarray, num_classes: int) -> None:
     if len(labels) == 0:
         raise ValueError("no training samples")
@@ -163,13 +177,16 @@ def train_on_pairs(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, la
     _check_training_labels(labels, model.config.num_classes)
     generator = torch.Generator().manual_seed(config.train.seed)
     optimiser = _optimiser(model, config, mode)
-    weights = class_weights(labels, model.config.num_classes) if config.train.class_weighted else None
-    targets = torch.as_tensor(labels)
+    device = model.device
+    weights, targets = _targets(labels, model, config)
 
     def train_batch(batch: torch.Tensor) -> torch.Tensor:
         onset, apex = paired_augment(to_model_input(onsets[batch.numpy()]), to_model_input(apexes[batch.numpy()]),
                                      config.augment, generator)
-        return _step(optimiser, model.recognize(onset=onset, apex=apex)["logits"], targets[batch], weights)
+        with autocast_for(device, config.train.bf16):
+            logits = model.recognize(onset=onset.to(device, non_blocking=True),
+                                     apex=apex.to(device, non_blocking=True))["logits"]
+        return _step(optimiser, logits, targets[batch.to(device)], weights)
 
     model.train()
     losses = _train_epochs(config, len(labels), generator, train_batch, progress)
@@ -184,13 +201,14 @@ def train_on_tokens(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: 
     _check_training_labels(labels, model.config.num_classes)
     generator = torch.Generator().manual_seed(config.train.seed)
     optimiser = _optimiser(model, config, "frozen")
-    weights = class_weights(labels, model.config.num_classes) if config.train.class_weighted else None
-    targets = torch.as_tensor(labels)
+    device = model.device
+    weights, targets = _targets(labels, model, config)
 
     def train_batch(batch: torch.Tensor) -> torch.Tensor:
-        logits = model.recognize_tokens(onset_tokens=onset_tokens[batch].float(),
-                                        apex_tokens=apex_tokens[batch].float())["logits"]
-        return _step(optimiser, logits, targets[batch], weights)
+        with autocast_for(device, config.train.bf16):
+            logits = model.recognize_tokens(onset_tokens=onset_tokens[batch].to(device).float(),
+                                            apex_tokens=apex_tokens[batch].to(device).float())["logits"]
+        return _step(optimiser, logits, targets[batch.to(device)], weights)
 
     model.train()
     losses = _train_epochs(config, len(labels), generator, train_batch, progress)
@@ -204,10 +222,11 @@ def head_inputs(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: torc
     """What the recognition head reads before its LN (:meth:`MicronBERT.head_input`, (n, features)), computed
     once from cached tokens with the model's current DMA or motion head."""
     model.eval()
-    chunks = [model.head_input(onset_tokens=onset_tokens[start:start + batch_size].float(),
-                               apex_tokens=apex_tokens[start:start + batch_size].float())
+    device = model.device
+    chunks = [model.head_input(onset_tokens=onset_tokens[start:start + batch_size].to(device).float(),
+                               apex_tokens=apex_tokens[start:start + batch_size].to(device).float())
               for start in range(0, len(onset_tokens), batch_size)]
-    return torch.cat(chunks) if chunks else torch.zeros(0, model.head_features)
+    return torch.cat(chunks) if chunks else torch.zeros(0, model.head_features, device=device)
 
 
 def train_head_on_features(model: MicronBERT, features: torch.Tensor, labels: np.ndarray,
@@ -221,12 +240,14 @@ def train_head_on_features(model: MicronBERT, features: torch.Tensor, labels: np
     for parameter in model.head.parameters():
         parameter.requires_grad_(True)
     optimiser = torch.optim.AdamW(model.head.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    weights = class_weights(labels, model.config.num_classes) if config.train.class_weighted else None
-    targets = torch.as_tensor(labels)
+    device = model.device
+    weights, targets = _targets(labels, model, config)
+    features = features.to(device)
     head = model.head
 
     def train_batch(batch: torch.Tensor) -> torch.Tensor:
-        return _step(optimiser, head(features[batch]), targets[batch], weights)
+        index = batch.to(device)
+        return _step(optimiser, head(features[index]), targets[index], weights)
 
     model.train()
     losses = _train_epochs(config, len(labels), generator, train_batch, progress)
@@ -238,7 +259,7 @@ def train_head_on_features(model: MicronBERT, features: torch.Tensor, labels: np
 def predict_features(model: MicronBERT, features: torch.Tensor) -> np.ndarray:
     """Class probabilities (n, classes) from precomputed head inputs (:func:`head_inputs`)."""
     model.eval()
-    return torch.softmax(model.head(features), dim=1).numpy()
+    return torch.softmax(model.head(features.to(model.device)), dim=1).float().cpu().numpy()
 
 
 def _step(optimiser: torch.optim.Optimizer, logits: torch.Tensor, targets: torch.Tensor,
@@ -254,8 +275,10 @@ def _step(optimiser: torch.optim.Optimizer, logits: torch.Tensor, targets: torch
 def predict_pairs(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 16) -> np.ndarray:
     """Class probabilities (n, classes) of uint8 image pairs."""
     model.eval()
-    chunks = [torch.softmax(model.recognize(onset=to_model_input(onsets[i:i + batch_size]),
-                                            apex=to_model_input(apexes[i:i + batch_size]))["logits"], dim=1)
+    device = model.device
+    chunks = [torch.softmax(model.recognize(onset=to_model_input(onsets[i:i + batch_size]).to(device),
+                                            apex=to_model_input(apexes[i:i + batch_size]).to(device))["logits"],
+                            dim=1).float().cpu()
               for i in range(0, len(onsets), batch_size)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, model.config.num_classes))
 
@@ -265,9 +288,10 @@ def predict_tokens(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: t
                    batch_size: int = 64) -> np.ndarray:
     """Class probabilities (n, classes) from cached tokens."""
     model.eval()
-    chunks = [torch.softmax(model.recognize_tokens(onset_tokens=onset_tokens[i:i + batch_size].float(),
-                                                   apex_tokens=apex_tokens[i:i + batch_size].float())["logits"],
-                            dim=1)
+    device = model.device
+    chunks = [torch.softmax(model.recognize_tokens(onset_tokens=onset_tokens[i:i + batch_size].to(device).float(),
+                                                   apex_tokens=apex_tokens[i:i + batch_size].to(device).float()
+                                                   )["logits"], dim=1).float().cpu()
               for i in range(0, len(onset_tokens), batch_size)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, model.config.num_classes))
 
