@@ -22,8 +22,19 @@ from micronbert.data.faces.backends import (
     make_backend,
     typical_eyes,
 )
+from micronbert.data.faces.tracking import (
+    FaceTrack,
+    FaceTrackConfig,
+    NoFaceError,
+    TrackedFrame,
+    TrackSummary,
+    read_face_clip,
+    require_face,
+    track_face,
+)
 
 __all__ = ["AlignConfig", "AlignedClip", "Alignment", "CascadeConfig", "FaceAligner", "FaceAlignmentError",
-           "FaceBackend", "FaceDetection", "FaceNotFoundError", "LandmarkBackend", "MultipleFacesError",
-           "OpenCVCascadeBackend", "align_clip", "landmark_backend_available", "make_backend",
-           "similarity_from_eyes", "typical_eyes"]
+           "FaceBackend", "FaceDetection", "FaceNotFoundError", "FaceTrack", "FaceTrackConfig", "LandmarkBackend",
+           "MultipleFacesError", "NoFaceError", "OpenCVCascadeBackend", "TrackSummary", "TrackedFrame", "align_clip",
+           "landmark_backend_available", "make_backend", "read_face_clip", "require_face", "similarity_from_eyes",
+           "track_face", "typical_eyes"]
