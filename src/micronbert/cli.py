@@ -51,6 +51,11 @@ def _add_sample_options(parser: argparse.ArgumentParser) -> None:
                         "`micronbert pretrain` wrote (sets model.weights)")
     parser.add_argument("--mode", choices=("finetune", "frozen"), help="sets train.mode")
     parser.add_argument("--device", choices=DEVICES, help="sets train.device (default auto: the GPU when there is one)")
+    parser.add_argument("--recipe", choices=("default", "published"),
+                        help="sets baselines.recipe: the network baselines' own recipe (published: the paper's)")
+    parser.add_argument("--pretrain-on-synthetic", type=int, metavar="N",
+                        help="sets train.pretrain_on_synthetic: train on N synthetic AU micro-expressions first "
+                        "(MiE-X's protocol)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out unusable samples (and folds) instead of stopping; they are reported")
     _add_config_options(parser, "configs/finetune_tiny.yaml")
@@ -61,7 +66,8 @@ def _recognition_config(args: argparse.Namespace) -> Any:
 
     return FinetuneConfig.from_options(args.config, args.overrides,
                                        _given(args, {"weights": "model.weights", "mode": "train.mode",
-                                                     "device": "train.device"}))
+                                                     "device": "train.device", "recipe": "baselines.recipe",
+                                                     "pretrain_on_synthetic": "train.pretrain_on_synthetic"}))
 
 
 def _demo_config(args: argparse.Namespace) -> Any:
@@ -72,9 +78,20 @@ def _demo_config(args: argparse.Namespace) -> Any:
 
 
 def _synth_config(args: argparse.Namespace) -> Any:
-    from .data.synthetic import SynthConfig
+    from .data.synthetic import LongVideoConfig, SynthConfig
 
-    return SynthConfig.from_options(args.config, args.overrides, _given(args, SYNTH_OPTIONS))
+    if not args.long:
+        clip_only = [flag for flag, name in (("--layout", "layout"), ("--duration", "duration")) if
+                     getattr(args, name) is not None]
+        if clip_only:
+            raise ValueError(f"{', '.join(clip_only)} go with --long")
+        return SynthConfig.from_options(args.config, args.overrides, _given(args, SYNTH_OPTIONS))
+    clip_only = [flag for flag, name in (("--clips-per-subject", "clips_per_subject"), ("--amplitude", "amplitude"),
+                                         ("--video-frames", "video_frames")) if getattr(args, name) is not None]
+    if clip_only:
+        raise ValueError(f"{', '.join(clip_only)} do not apply to --long (see --set micro_amplitude=..., "
+                         "--duration, --videos)")
+    return LongVideoConfig.from_options(args.config, args.overrides, _given(args, LONG_OPTIONS))
 
 
 def _prepare_config(args: argparse.Namespace) -> Any:
@@ -96,7 +113,8 @@ def _pretrain_config(args: argparse.Namespace) -> Any:
 def command_config(args: argparse.Namespace) -> Any:
     """The configuration a parsed command line describes (defaults, ``--config``, ``--set``, own options)."""
     builders = {"demo": _demo_config, "synth": _synth_config, "prepare": _prepare_config,
-                "pretrain": _pretrain_config, "finetune": _recognition_config, "evaluate": _recognition_config}
+                "pretrain": _pretrain_config, "pretrain-index": _pretrain_config, "finetune": _recognition_config,
+                "evaluate": _recognition_config}
     if args.command not in builders:
         raise ValueError(f"micronbert {args.command} takes no configuration")
     return builders[args.command](args)
@@ -116,9 +134,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .data.synthetic import write_synthetic_dataset
+    from .data.synthetic import write_long_videos, write_synthetic_dataset
 
-    dataset = write_synthetic_dataset(args.out, _synth_config(args), workers=args.workers, progress=not args.quiet)
+    config = _synth_config(args)
+    if args.long:
+        long = write_long_videos(args.out, config, progress=not args.quiet)
+        print(f"wrote {len(long.video_ids)} long {long.layout} video(s) of {long.n_frames} frames at {long.fps} fps "
+              f"under {long.root}, annotated in {long.annotation_sheet.name} (every event in "
+              f"{long.ground_truth_json.name})")
+        return 0
+    dataset = write_synthetic_dataset(args.out, config, workers=args.workers, progress=not args.quiet)
     print(f"wrote {dataset.n_clips} labelled clips under {dataset.casme2_root} and {len(dataset.videos)} "
           f"unlabeled video(s) under {dataset.unlabeled_root}")
     return 0
@@ -145,6 +170,28 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_index(args: argparse.Namespace) -> int:
+    from .data.frame_store import build_frame_store
+    from .data.video import read_manifest
+
+    config = _pretrain_config(args)
+    data = config.data
+    if data.store:
+        raise ValueError("data.store is set: the configuration already reads a store; pretrain-index builds one "
+                         "from data.sources or data.manifest")
+    sources = (read_manifest(data.manifest) if data.manifest else []) + list(data.sources)
+    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    report = build_frame_store(sources, args.out, config.model.model_config().img_size, fmt=args.format,
+                               workers=args.workers, rank=rank, world_size=world_size, face_crop=data.face_crop,
+                               folder_fps=data.folder_fps, on_bad_input=data.on_bad_input)
+    print(f"rank {rank}: built {len(report.shards_built)} shard(s), reused {len(report.shards_skipped)}, "
+          f"{report.frames} frames of {report.sources} source(s), {len(report.issues)} problem(s) in "
+          f"{report.seconds:.1f} s")
+    if report.merged:
+        print(f"store ready: pre-train from it with --set data.store={args.out} --set data.sources=[]")
+    return 0
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from .data.prepare import load_samples
     from .evaluation.runner import finetune
@@ -164,7 +211,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     test_subjects = [s for s in (args.test_subjects or "").split(",") if s]
     result = evaluate(samples, args.method, _recognition_config(args), args.out, class_names,
                       protocol=args.protocol, test_subjects=test_subjects, skip_bad=args.skip_bad,
-                      progress=not args.quiet, log=print)
+                      progress=not args.quiet, log=print, select_on_test=args.select_on_test)
     m = result.metrics
     print(f"{args.method} {args.protocol}: UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  accuracy {m['accuracy']:.4f} "
           f"over {m['num_samples']} samples; report in {args.out}/results.md")
@@ -236,6 +283,9 @@ def _methods(args: argparse.Namespace) -> int:
 SYNTH_OPTIONS = {"subjects": "subjects", "clips_per_subject": "clips_per_subject", "classes": "classes",
                  "size": "size", "fps": "fps", "amplitude": "amplitude", "nuisance": "nuisance_strength",
                  "videos": "unlabeled_videos", "video_frames": "unlabeled_frames", "seed": "seed"}
+LONG_OPTIONS = {"subjects": "subjects", "classes": "classes", "size": "size", "fps": "fps",
+                "nuisance": "nuisance_strength", "videos": "videos_per_subject", "seed": "seed", "layout": "layout",
+                "duration": "duration_s"}
 
 
 def _demo_parser(commands: Any) -> None:
@@ -260,8 +310,15 @@ def _synth_parser(commands: Any) -> None:
     synth = commands.add_parser("synth", help="generate a synthetic micro-expression dataset",
                                 description="Write a CASME II-like labelled tree (Cropped/subNN/EPxx_yy/"
                                 "reg_imgN.jpg + coding spreadsheet + ground truth) and unlabeled videos (frame "
-                                "folders and .mp4) of procedural faces with micro-expressions and nuisances.")
+                                "folders and .mp4) of procedural faces with micro-expressions and nuisances; with "
+                                "--long, CAS(ME)^2-like or SAMM-LV-like long videos with micro- and macro-expressions, "
+                                "blinks and head movements at known intervals, and their annotation sheet.")
     synth.add_argument("out", help="output folder (must not exist or be empty)")
+    synth.add_argument("--long", action="store_true", help="long videos for spotting (micronbert.data.synthetic."
+                       "LongVideoConfig fields in --config/--set)")
+    synth.add_argument("--layout", choices=("casme_sq", "samm_lv"), help="with --long: the dataset layout "
+                       "(default casme_sq, 30 fps; samm_lv is 200 fps)")
+    synth.add_argument("--duration", type=float, help="with --long: seconds per video (default 30)")
     _add_config_options(synth, "a YAML of micronbert.data.synthetic.SynthConfig fields")
     synth.add_argument("--subjects", type=int, help="subjects (identities) (default 3)")
     synth.add_argument("--clips-per-subject", type=int, help="labelled clips per subject, classes in turn (default 4)")
@@ -272,7 +329,8 @@ def _synth_parser(commands: Any) -> None:
     synth.add_argument("--amplitude", type=float, nargs=2, metavar=("MIN", "MAX"),
                        help="apex displacement as a fraction of the face width (default 0.003 0.02)")
     synth.add_argument("--nuisance", type=float, help="nuisance strength, 0 = clean clips (default 1)")
-    synth.add_argument("--videos", type=int, help="number of unlabeled videos (default 2)")
+    synth.add_argument("--videos", type=int, help="number of unlabeled videos (default 2); with --long, videos per "
+                       "subject (default 1)")
     synth.add_argument("--video-frames", type=int, help="frames per unlabeled video (default 400)")
     synth.add_argument("--seed", type=int, help="the same seed gives the same dataset (default 0)")
     synth.add_argument("--workers", type=int, default=1,
@@ -317,6 +375,22 @@ def _pretrain_parser(commands: Any) -> None:
     pretrain.set_defaults(run=_pretrain)
 
 
+def _pretrain_index_parser(commands: Any) -> None:
+    index = commands.add_parser(
+        "pretrain-index", help="decode the pre-training sources once into a frame store (for millions of frames)",
+        description="Decode, crop and resize the configuration's data.sources (or data.manifest) at the model's "
+        "input size into large chunk files with an index and a manifest, in --workers processes; under torchrun "
+        "every rank builds its share and rank 0 merges. Resumable: re-running skips finished shards and rebuilds "
+        "only changed sources. Pre-train from it with --set data.store=OUT.")
+    _add_config_options(index, "configs/pretrain_tiny.yaml")
+    index.add_argument("--out", required=True, help="the store's folder")
+    index.add_argument("--format", default="raw", choices=("raw", "yuv420", "jpeg"),
+                       help="frame storage: raw RGB (exact, default), YUV 4:2:0 (half the size) or JPEG (smallest; "
+                       "changes the change maps, see benchmarks/README.md)")
+    index.add_argument("--workers", type=int, default=1, help="decoding processes on this machine (default 1)")
+    index.set_defaults(run=_pretrain_index)
+
+
 def _finetune_parser(commands: Any) -> None:
     finetune = commands.add_parser("finetune", help="train a recognition method on all samples of a dataset",
                                    description="Train a recognition method (μ-BERT by default) on every sample of a "
@@ -341,6 +415,9 @@ def _evaluate_parser(commands: Any) -> None:
     evaluate.add_argument("--test-subjects", help="comma-separated namespaced subjects for --protocol split")
     evaluate.add_argument("--out", required=True, help="report folder (re-use it to resume)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.add_argument("--select-on-test", action="store_true",
+                          help="ALSO report what the published pipelines did: the best epoch per held-out subject, "
+                          "chosen on its test samples (optimistic; a separate column, never the result)")
     evaluate.set_defaults(run=_evaluate)
 
 
@@ -380,8 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="micronbert", description="Micron-BERT for facial micro-expressions.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_demo_parser, _synth_parser, _prepare_parser, _pretrain_parser, _finetune_parser, _evaluate_parser,
-                _predict_parser, _small_parsers):
+    for add in (_demo_parser, _synth_parser, _prepare_parser, _pretrain_parser, _pretrain_index_parser,
+                _finetune_parser, _evaluate_parser, _predict_parser, _small_parsers):
         add(commands)
     return parser
 

@@ -165,10 +165,44 @@ def test_bad_input_under_stop_fails_naming_the_file(tmp_path, clips, capsys):
     assert "img3.png" in capsys.readouterr().err
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, clips):
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, clips) -> Path:
+    """A frame store of the clips at the test model's size, built by the parallel index step (2 workers)."""
+    folder = tmp_path_factory.mktemp("store")
+    config = write_config(folder / "c.yaml", config_dict(clips, folder / "unused"))
+    assert cli_main(["pretrain-index", "--config", str(config), "--out", str(folder / "store"), "--workers", "2"]) == 0
+    return folder / "store"
+
+
+def from_store(data: dict, store: Path) -> dict:
+    """The same run configuration reading the frame store instead of the clips."""
+    data["data"] = {"store": str(store), "delta_s": data["data"]["delta_s"]}
+    return data
+
+
+def test_a_store_gives_the_run_of_its_sources(tmp_path, clips, store):
+    pretrain(PretrainConfig.from_dict(config_dict(clips, tmp_path / "sources", steps=4, checkpoint_every=2)))
+    pretrain(PretrainConfig.from_dict(from_store(config_dict(clips, tmp_path / "store", steps=4, checkpoint_every=2),
+                                                 store)))
+    sources, stored = model_state(tmp_path / "sources" / "model"), model_state(tmp_path / "store" / "model")
+    assert all(torch.equal(sources[k], stored[k]) for k in sources)
+    assert losses(tmp_path / "store") == losses(tmp_path / "sources")
+    data = from_store(config_dict(clips, tmp_path / "other"), store)
+    data["model"]["overrides"]["img_size"] = 64
+    with pytest.raises(ValueError, match="the store holds 32-px frames, the model reads 64 px"):
+        pretrain(PretrainConfig.from_dict(data))
+
+
+@pytest.mark.parametrize("source", ["clips", "store"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, clips, store, source):
     steps = 10
-    pretrain(PretrainConfig.from_dict(config_dict(clips, tmp_path / "whole", steps=steps)))
-    path = write_config(tmp_path / "c.yaml", config_dict(clips, tmp_path / "cut", steps=steps))
+
+    def run_config(out: Path) -> dict:
+        data = config_dict(clips, out, steps=steps)
+        return from_store(data, store) if source == "store" else data
+
+    pretrain(PretrainConfig.from_dict(run_config(tmp_path / "whole")))
+    path = write_config(tmp_path / "c.yaml", run_config(tmp_path / "cut"))
     command = [sys.executable, "-m", "micronbert", "pretrain", "--config", str(path)]
     process = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -183,15 +217,21 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, clips):
     assert process.returncode == -signal.SIGKILL
     interrupted_at = int(step_checkpoints(tmp_path / "cut" / "checkpoints")[-1].stem.split("_")[1])
     assert interrupted_at < steps
-    pretrain(PretrainConfig.from_dict(config_dict(clips, tmp_path / "cut", steps=steps)), resume=True)
+    pretrain(PretrainConfig.from_dict(run_config(tmp_path / "cut")), resume=True)
     whole, cut = model_state(tmp_path / "whole" / "model"), model_state(tmp_path / "cut" / "model")
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
 
 
-def test_two_gloo_processes_agree_with_one_process_of_the_same_global_batch(tmp_path, clips):
+@pytest.mark.parametrize("source", ["clips", "store"])
+def test_two_gloo_processes_agree_with_one_process_of_the_same_global_batch(tmp_path, clips, store, source):
     overrides = {"steps": 3, "checkpoint_every": 3, "preview_every": 3}
-    path = write_config(tmp_path / "c.yaml", config_dict(clips, tmp_path / "ddp", **overrides))
+
+    def run_config(out: Path, **train) -> dict:
+        data = config_dict(clips, out, **train)
+        return from_store(data, store) if source == "store" else data
+
+    path = write_config(tmp_path / "c.yaml", run_config(tmp_path / "ddp", **overrides))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "micronbert", "pretrain", "--config", str(path)]
     env = dict(child_env(), OMP_NUM_THREADS="1")
@@ -199,7 +239,7 @@ def test_two_gloo_processes_agree_with_one_process_of_the_same_global_batch(tmp_
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["replica_max_difference"] == 0.0
-    pretrain(PretrainConfig.from_dict(config_dict(clips, tmp_path / "one", accum_steps=2, **overrides)))
+    pretrain(PretrainConfig.from_dict(run_config(tmp_path / "one", accum_steps=2, **overrides)))
     ddp, one = model_state(tmp_path / "ddp" / "model"), model_state(tmp_path / "one" / "model")
     torch.manual_seed(0)
     initial = create_model("tiny", img_size=32).state_dict()

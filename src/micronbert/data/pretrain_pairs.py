@@ -58,7 +58,9 @@ class PretrainDataConfig(Config):
     ``delta_s``: range of δ in seconds; ``face_crop``: ``"package.module:function"`` of a
     :data:`FaceCropper`; ``cache_dir``: where decoded frames are kept between runs (None: memory only);
     ``on_bad_input``: ``"skip"`` (report and leave out) or ``"stop"`` (raise at the first problem);
-    ``num_workers``: DataLoader worker processes.
+    ``num_workers``: DataLoader worker processes. ``store``: instead of ``sources``/``manifest``, a frame store built
+    by ``micronbert pretrain-index`` (:mod:`micronbert.data.frame_store`; for millions of frames), read with
+    ``block`` consecutive pairs per block of the shuffled order (1: fully random order; larger: sequential reads).
     """
 
     sources: list[str] = field(default_factory=list)
@@ -69,14 +71,21 @@ class PretrainDataConfig(Config):
     cache_dir: str | None = None
     on_bad_input: str = "skip"
     num_workers: int = 0
+    store: str | None = None
+    block: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent field."""
-        if not self.sources and not self.manifest:
-            raise ValueError("data: give sources (frame folders or videos) or a manifest")
+        if not self.sources and not self.manifest and not self.store:
+            raise ValueError("data: give sources (frame folders or videos), a manifest or a frame store")
+        if self.store and (self.sources or self.manifest):
+            raise ValueError("data: give either a frame store or sources/manifest, not both (the store holds its "
+                             "sources)")
+        if self.block < 1:
+            raise ValueError(f"data.block must be >= 1, got {self.block}")
         if isinstance(self.sources, (str, bytes)):
             raise ValueError(f"data.sources must be a list of paths, got {self.sources!r}")
         if self.folder_fps is not None:

@@ -57,6 +57,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from micronbert.config import Config
+from micronbert.data.frame_store import FrameStore, StorePairDataset
 from micronbert.data.pretrain_pairs import (
     BatchNormaliser,
     DataReport,
@@ -236,8 +237,10 @@ class Pretrainer:
         self.model = self.config.model.build().to(self.device)
         self.normalise = BatchNormaliser().to(self.device)
         self.dataset, self.report = self._build_data(cropper)
-        self.sampler = PairSampler(len(self.dataset), self.global_batch, context.rank, context.world_size,
-                                   self.train.seed)
+        self.sampler = (self.dataset.sampler(self.global_batch, context.rank, context.world_size)
+                        if isinstance(self.dataset, StorePairDataset)
+                        else PairSampler(len(self.dataset), self.global_batch, context.rank, context.world_size,
+                                         self.train.seed))
         if self.sampler.per_rank % self.train.accum_steps:
             raise ValueError(f"train.accum_steps={self.train.accum_steps} does not divide the per-process batch "
                              f"{self.sampler.per_rank}")
@@ -252,8 +255,12 @@ class Pretrainer:
         if self.train.compile:
             self.forward_module = torch.compile(self.forward_module)
 
-    def _build_data(self, cropper: FaceCropper | None) -> tuple[PretrainPairDataset, DataReport]:
-        """Rank 0 decodes first (filling a shared cache), the other ranks then read it."""
+    def _build_data(self, cropper: FaceCropper | None
+                    ) -> tuple[PretrainPairDataset | StorePairDataset, DataReport]:
+        """From a frame store (rank 0 reads its index and sends it to the others), or from the sources: rank 0
+        decodes first (filling a shared cache), the other ranks then read it."""
+        if self.config.data.store:
+            return self._open_store()
         size = self.model.config.img_size
         if self.context.world_size > 1 and not self.context.is_main:
             dist.barrier()
@@ -261,6 +268,18 @@ class Pretrainer:
         if self.context.world_size > 1 and self.context.is_main:
             dist.barrier()
         return built
+
+    def _open_store(self) -> tuple[StorePairDataset, DataReport]:
+        data = self.config.data
+        index = [FrameStore.read_index_bytes(data.store) if self.context.is_main else None]
+        if self.context.world_size > 1:
+            dist.broadcast_object_list(index, src=0)
+        store = FrameStore.open(data.store, index_bytes=index[0])
+        if store.size != self.model.config.img_size:
+            raise ValueError(f"{data.store}: the store holds {store.size}-px frames, the model reads "
+                             f"{self.model.config.img_size} px; build a store at that size")
+        dataset = StorePairDataset(store, data.delta_s, self.train.seed, data.block)
+        return dataset, dataset.report()
 
     # --------------------------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
