@@ -82,3 +82,39 @@ def test_finetune_command_line(casme2_table: pd.DataFrame, tmp_path: Path, capsy
     assert "no_such_model" in capsys.readouterr().err
     assert main(["finetune", "--out", str(tmp_path / "x")]) == 2
     assert "either --table or --dataset" in capsys.readouterr().err
+
+
+def test_synth_long_writes_videos_the_spotting_reader_reads_back(tmp_path, capsys):
+    from micronbert.data.synthetic import read_long_ground_truth
+    from micronbert.spotting import read_intervals
+
+    out = tmp_path / "long"
+    assert main(["synth", str(out), "--long", "--duration", "20", "--subjects", "1", "--size", "48", "--quiet",
+                 "--set", "write_mp4=false"]) == 0
+    assert "long casme_sq video(s) of 600 frames at 30 fps" in capsys.readouterr().out
+    truth = read_long_ground_truth(out)
+    intervals = read_intervals("casme_sq", out)
+    in_sheet = truth[truth["in_sheet"]]
+    assert len(intervals) == len(in_sheet) > 0
+    assert sorted(intervals["onset"].astype(int)) == sorted(in_sheet["onset"].astype(int))
+    assert main(["synth", str(tmp_path / "x"), "--long", "--video-frames", "10"]) == 2
+    assert "--video-frames do not apply to --long" in capsys.readouterr().err
+
+
+def test_prepare_flow_images_writes_a_table_evaluate_reads(tmp_path, capsys):
+    from micronbert.data.table import load_table
+    from tests.data.flow_image_fixtures import SAMPLES, build_flat, build_loso_tree, write_official_gt
+
+    flat = build_flat(tmp_path)
+    gt = write_official_gt(tmp_path / "combined_3class_gt.csv")
+    assert main(["prepare", "flow-images", "--root", str(flat), "--root", f"gt={gt}", "--out",
+                 str(tmp_path / "flat_out")]) == 0
+    printed = capsys.readouterr().out
+    assert "flow images, flat layout" in printed and f"{len(SAMPLES)} samples ->" in printed
+    table = load_table(tmp_path / "flat_out" / "table.csv")
+    assert len(table) == len(SAMPLES) and table["image"].notna().all()
+    tree = build_loso_tree(tmp_path / "tree")
+    assert main(["prepare", "flow-images", "--root", str(tree), "--out", str(tmp_path / "tree_out")]) == 0
+    assert len(load_table(tmp_path / "tree_out" / "table.csv")) == len(SAMPLES)
+    assert main(["prepare", "flow-images", "--root", str(tree), "--root", str(flat), "--out", str(tmp_path / "x")]) == 2
+    assert "one image folder and at most one gt=FILE" in capsys.readouterr().err

@@ -98,7 +98,7 @@ def _prepare_config(args: argparse.Namespace) -> Any:
     from .data.prepare import PrepareConfig
 
     values = _given(args, {"scheme": "scheme", "size": "size", "backend": "backend", "workers": "workers",
-                           "missing_apex": "missing_apex"})
+                           "missing_apex": "missing_apex", "kind": "kind"})
     if args.no_crop:
         values["crop"] = False
     return PrepareConfig.from_options(args.config, args.overrides, values)
@@ -151,8 +151,13 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     from .data.datasets import root_from_arguments
-    from .data.prepare import prepare_dataset
+    from .data.prepare import IMAGE_FOLDER, prepare_dataset, prepare_image_folder
 
+    if args.dataset == IMAGE_FOLDER:
+        table, report, table_path = prepare_image_folder(args.root, args.out, _prepare_config(args))
+        print(report.summary())
+        print(f"{len(table)} samples -> {table_path} (evaluate with --table {table_path})")
+        return 0
     result = prepare_dataset(args.dataset, root_from_arguments(args.root), args.out, _prepare_config(args))
     print(result.load_report.summary())
     if result.failed_clips:
@@ -342,14 +347,21 @@ def _synth_parser(commands: Any) -> None:
 
 def _prepare_parser(commands: Any) -> None:
     from .data.datasets import ROOT_ARGUMENT_HELP, available
-    from .data.prepare import FACE_BACKENDS, MISSING_APEX
+    from .data.prepare import FACE_BACKENDS, IMAGE_FOLDER, MISSING_APEX
 
     prepare = commands.add_parser("prepare", help="read a dataset as received, crop faces, write the sample table",
                                   description="Read DATASET from its original folders and annotation files, "
                                   "align and crop every clip's faces once (cached, resumable) and write table.csv "
-                                  "and prepare_report.json (what was dropped or failed, and why) into --out.")
-    prepare.add_argument("dataset", choices=available(), metavar="dataset", help=", ".join(available()))
-    prepare.add_argument("--root", required=True, action="append", help=ROOT_ARGUMENT_HELP)
+                                  "and prepare_report.json (what was dropped or failed, and why) into --out. "
+                                  f"'{IMAGE_FOLDER}' reads a folder of precomputed onset-apex flow images (or apex "
+                                  "images with --kind apex): a leave-one-subject-out tree, or a flat folder with "
+                                  "--root gt=FILE (the MEGC2019 or HTNet-style ground truth).")
+    names = [*available(), IMAGE_FOLDER]
+    prepare.add_argument("dataset", choices=names, metavar="dataset", help=", ".join(names))
+    prepare.add_argument("--root", required=True, action="append",
+                         help=ROOT_ARGUMENT_HELP + f"; for {IMAGE_FOLDER}: the image folder, and gt=FILE")
+    prepare.add_argument("--kind", choices=("flow", "apex"), help=f"{IMAGE_FOLDER}: what the images are "
+                         "(default flow)")
     prepare.add_argument("--out", required=True, help="output folder for the table and the face crops")
     _add_config_options(prepare, "a YAML of micronbert.data.prepare.PrepareConfig fields")
     prepare.add_argument("--scheme", help="class scheme for the label column, e.g. casme2-5class (default: none)")

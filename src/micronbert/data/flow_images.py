@@ -32,11 +32,18 @@ import pandas as pd
 from micronbert.data.datasets.ids import casme2_subject, samm_subject, smic_clip, smic_subject
 from micronbert.data.datasets.megc2019 import SCHEME as MEGC_SCHEME
 from micronbert.data.datasets.megc2019 import SOURCES as MEGC_FPS
-from micronbert.data.datasets.megc2019 import _read_gt
+from micronbert.data.datasets.megc2019 import read_gt
 from micronbert.data.datasets.schemes import ClassScheme, get_scheme
 from micronbert.data.datasets.sheets import normalise_name, parse_frame_number, read_grid
-from micronbert.data.prepare import REPORT_FILE, TABLE_FILE
-from micronbert.data.table import LoadReport, make_table, sample_key, save_table, validate_table
+from micronbert.data.table import (
+    REPORT_FILE,
+    TABLE_FILE,
+    LoadReport,
+    make_table,
+    sample_key,
+    save_table,
+    validate_table,
+)
 from micronbert.io import write_json_atomically
 
 KINDS: tuple[str, ...] = ("flow", "apex")
@@ -131,7 +138,7 @@ def read_ground_truth(path: str | Path, report: LoadReport) -> GroundTruth:
 
 def _parsed_rows(source: Path, report: LoadReport) -> list[tuple[int, str, str, str, int]]:
     try:
-        return _read_gt(source, report)
+        return read_gt(source, report)
     except ValueError as error:
         if str(source) in str(error):
             raise
@@ -233,6 +240,19 @@ class ImageFolderReport:
     train_copies_checked: int = 0
     train_copies_missing: int = 0
     load: LoadReport = field(default_factory=lambda: LoadReport("image-folder"))
+
+    def summary(self) -> str:
+        """A few lines for the command line: layout, ground truth, matching rules used, where each subject's
+        dataset came from, train copies checked, and the load report's summary."""
+        sources = Counter(self.subject_sources.values())
+        rules = ", ".join(f"{rule} {count}" for rule, count in self.rule_counts().items()) or "none"
+        truth = f"{self.ground_truth} ({self.ground_truth_format})" if self.ground_truth else "none"
+        return "\n".join([
+            f"{self.kind} images, {self.layout} layout under {self.root}; ground truth: {truth}",
+            f"file names matched by: {rules}",
+            "subjects' datasets from: " + (", ".join(f"{k} {v}" for k, v in sorted(sources.items())) or "none"),
+            f"train copies checked: {self.train_copies_checked} (missing: {self.train_copies_missing})",
+            self.load.summary()])
 
     def rule_counts(self) -> dict[str, int]:
         """How many files each matching rule applied to."""

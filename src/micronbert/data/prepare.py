@@ -16,15 +16,23 @@ from micronbert.data.datasets import load as load_dataset
 from micronbert.data.datasets.schemes import apply_scheme
 from micronbert.data.faces import AlignConfig
 from micronbert.data.faces.crop_cache import Clip, CropConfig, prepare_crops
+from micronbert.data.flow_images import (
+    DEFAULT_SCHEME,
+    ImageFolderReport,
+    read_image_folder,
+    write_image_table,
+)
+from micronbert.data.flow_images import (
+    KINDS as IMAGE_KINDS,
+)
 from micronbert.data.frames import frame_number
-from micronbert.data.table import LoadReport, load_table, save_table
+from micronbert.data.table import REPORT_FILE, TABLE_FILE, LoadReport, load_table, save_table
 from micronbert.io import check_positive_int, read_json_mapping, write_json_atomically
 
 MISSING_APEX = ("estimate", "midpoint", "drop")
+IMAGE_FOLDER = "flow-images"  # the `prepare` name of a folder of precomputed flow or apex images
 FACE_BACKENDS = ("opencv", "mediapipe", "dlib")
 
-TABLE_FILE = "table.csv"
-REPORT_FILE = "prepare_report.json"
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,10 @@ class PrepareConfig(Config):
     """How ``micronbert prepare`` reads and crops: ``scheme`` of the label column (None: none, or the one the
     dataset's labels come with), ``crop`` faces (False keeps already-cropped frames) to ``size`` pixels with the
     face ``backend`` in ``workers`` processes, and what to do with a sample whose annotation has no apex
-    (``missing_apex``: estimate it from the largest change, take the midpoint, or drop the sample)."""
+    (``missing_apex``: estimate it from the largest change, take the midpoint, or drop the sample); ``reader``: the
+    dataset reader's own options (e.g. ``{modality: VIS}`` for SMIC, ``{version: v1}`` for CAS(ME)^3; see
+    docs/DATASETS.md). For a folder of precomputed images (``flow-images``): their ``kind`` (``flow`` or ``apex``)
+    and ``skip_missing`` (leave out, and report, ground-truth rows without an image instead of stopping)."""
 
     scheme: str | None = None
     crop: bool = True
@@ -40,6 +51,9 @@ class PrepareConfig(Config):
     backend: str = "opencv"
     workers: int = 1
     missing_apex: str = "estimate"
+    reader: dict[str, Any] = field(default_factory=dict)
+    kind: str = "flow"
+    skip_missing: bool = False
 
     def __post_init__(self) -> None:
         check_positive_int("size", self.size)
@@ -48,6 +62,8 @@ class PrepareConfig(Config):
             raise ValueError(f"backend must be one of {', '.join(FACE_BACKENDS)}, got {self.backend!r}")
         if self.missing_apex not in MISSING_APEX:
             raise ValueError(f"missing_apex must be one of {', '.join(MISSING_APEX)}, got {self.missing_apex!r}")
+        if self.kind not in IMAGE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(IMAGE_KINDS)}, got {self.kind!r}")
 
 
 @dataclass
@@ -101,7 +117,8 @@ def prepare_dataset(name: str, root: str | Path | dict[str, str | Path], out_dir
     config = config or PrepareConfig()
     out_dir = Path(out_dir)
     scheme = config.scheme or get_reader(name).fixed_scheme
-    table, load_report = load_with_report(name, root, scheme, missing_apex=config.missing_apex, **reader_options)
+    table, load_report = load_with_report(name, root, scheme, missing_apex=config.missing_apex,
+                                          **{**config.reader, **reader_options})
     failed: dict[str, str] = {}
     if config.crop and len(table):
         settings = CropConfig(align=AlignConfig(output_size=config.size), backend=config.backend)
@@ -115,6 +132,23 @@ def prepare_dataset(name: str, root: str | Path | dict[str, str | Path], out_dir
     }
     report_path = write_json_atomically(out_dir / REPORT_FILE, report)
     return PrepareResult(table, table_path, report_path, load_report, failed)
+
+
+def prepare_image_folder(roots: Sequence[str], out_dir: str | Path, config: PrepareConfig | None = None
+                         ) -> tuple[pd.DataFrame, ImageFolderReport, Path]:
+    """``micronbert prepare flow-images``: a folder of precomputed flow (or apex) images, given as one folder and
+    optionally ``gt=FILE`` (the MEGC2019 or HTNet-style ground truth), read into the sample table
+    (:func:`~micronbert.data.flow_images.read_image_folder`) and written to ``out_dir``; returns the table, the
+    report and the table's path."""
+    config = config or PrepareConfig()
+    folders = [value for value in roots if not value.startswith("gt=")]
+    truths = [value.removeprefix("gt=") for value in roots if value.startswith("gt=")]
+    if len(folders) != 1 or len(truths) > 1:
+        raise ValueError(f"flow-images takes one image folder and at most one gt=FILE, got {list(roots)}")
+    table, report = read_image_folder(folders[0], truths[0] if truths else None, kind=config.kind,
+                                      scheme=config.scheme or DEFAULT_SCHEME, skip_missing=config.skip_missing)
+    table_path, _ = write_image_table(table, report, out_dir)
+    return table, report, table_path
 
 
 def load_samples(table: str | Path | None = None, dataset: str | None = None,

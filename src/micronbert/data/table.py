@@ -55,6 +55,8 @@ INT_COLUMNS: tuple[str, ...] = ("onset", "apex", "offset", "label")
 STRING_COLUMNS: tuple[str, ...] = ("dataset", "subject", "clip", "emotion", "apex_source", "au_raw", "image")
 APEX_SOURCES: frozenset[str] = frozenset({"annotated", "estimated", "midpoint"})
 KEY_COLUMNS: tuple[str, ...] = ("dataset", "subject", "clip", "onset")
+TABLE_FILE = "table.csv"  # what `micronbert prepare` writes into its output folder
+REPORT_FILE = "prepare_report.json"  # beside it: what was read, dropped or repaired, and the class scheme
 
 
 def sample_key(dataset: str, subject: str, clip: str, onset: object) -> str:

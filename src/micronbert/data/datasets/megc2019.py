@@ -41,7 +41,7 @@ def read(
     """
     roots = _roots(root)
     gt_path = _gt_path(roots, options, report)
-    gt = _read_gt(gt_path, report)
+    gt = read_gt(gt_path, report)
     scheme = get_scheme(SCHEME)
     sources = {name: _source_table(name, roots[name], options, report, source_options) for name in SOURCES if name in roots}
     missing = [name for name in SOURCES if name not in sources]
@@ -103,7 +103,7 @@ def _search_gt(folders: list[Path]) -> Path:
     )
 
 
-def _read_gt(path: Path, report: LoadReport) -> list[tuple[int, str, str, str, int]]:
+def read_gt(path: Path, report: LoadReport) -> list[tuple[int, str, str, str, int]]:
     grid = read_grid(path)
     rows = []
     for index in range(len(grid)):
