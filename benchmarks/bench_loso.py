@@ -8,6 +8,7 @@ must encode no frame again. Target: under 10 minutes on 2 cores. Results go to b
 
     python benchmarks/bench_loso.py                  # the full benchmark
     python benchmarks/bench_loso.py --quick          # tiny model at 64, 6 subjects (a smoke test)
+    python benchmarks/bench_loso.py --finetune-epochs 3 --device cuda   # and a LOSO in finetune mode on a GPU
 """
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def run(table: pd.DataFrame, config: FinetuneConfig, out: Path, label: str) -> d
     started = time.perf_counter()
     result = evaluate(table, "micronbert", config, out, list(get_scheme(SCHEME).classes))
     wall = time.perf_counter() - started
-    return {"run": label, "frozen_train": config.frozen_train, "epochs": config.epochs,
+    return {"run": label, "mode": config.train.mode, "frozen_train": config.train.frozen_train,
+            "epochs": config.train.epochs, "device": str(config.train.device),
             "folds": result.folds_done, "samples": result.metrics["num_samples"],
             "encode_s": result.timings["prepare_s"], "train_s": result.timings["train_s"],
             "evaluate_s": result.timings["predict_s"], "wall_s": wall,
@@ -67,6 +69,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--head-epochs", type=int, default=20)
     parser.add_argument("--dma-epochs", type=int, default=1)
+    parser.add_argument("--finetune-epochs", type=int, default=0,
+                        help="also a LOSO in finetune mode (encoder trained) of this many epochs per fold")
+    parser.add_argument("--device", default="auto", help="train.device of every run (auto, cpu, cuda)")
     args = parser.parse_args()
     model, size, subjects, samples = ("tiny", 64, 6, 36) if args.quick else ("official-small", 224, 26, 247)
     with tempfile.TemporaryDirectory(prefix="bench_loso_") as scratch:
@@ -76,16 +81,19 @@ def main() -> None:
         synth_s = time.perf_counter() - started
         weights = save(create_model(model), folder / "weights")  # stands in for pre-trained weights
         base = {"model.name": model, "model.weights": str(weights), "train.mode": "frozen",
-                "cache.dir": str(folder / "tokens"), "train.batch_size": 16}
+                "cache.dir": str(folder / "tokens"), "train.batch_size": 16, "train.device": args.device}
 
-        def config(frozen_train: str, epochs: int) -> FinetuneConfig:
+        def config(frozen_train: str, epochs: int, mode: str = "frozen") -> FinetuneConfig:
             return FinetuneConfig.from_dict(set_values({}, {**base, "train.frozen_train": frozen_train,
-                                                            "train.epochs": epochs}))
+                                                            "train.epochs": epochs, "train.mode": mode}))
 
         rows = [run(table, config("head", args.head_epochs), folder / "head", "first"),
                 run(table, config("dma+head", args.dma_epochs), folder / "dma", "second")]
-    columns = ["run", "frozen_train", "epochs", "folds", "samples", "encode_s", "train_s", "evaluate_s", "wall_s",
-               "frames_encoded", "frames_from_cache", "uf1", "uar"]
+        if args.finetune_epochs:
+            rows.append(run(table, config("dma+head", args.finetune_epochs, "finetune"), folder / "finetune",
+                            "finetune"))
+    columns = ["run", "mode", "device", "frozen_train", "epochs", "folds", "samples", "encode_s", "train_s",
+               "evaluate_s", "wall_s", "frames_encoded", "frames_from_cache", "uf1", "uar"]
     payload = {"machine": machine_info(), "load_average_1_5_15min": os.getloadavg(), "model": model,
                "img_size": size, "subjects": subjects,
                "samples": len(table), "synthesis_s": synth_s, "rows": rows}

@@ -38,7 +38,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, markdown_table, write_results  # noqa: E402
-from micronbert.data.pretrain_pairs import PretrainDataConfig, build_pretrain_dataset, normalise_batch  # noqa: E402
+from micronbert.data.frame_store import build_frame_store  # noqa: E402
+from micronbert.data.pretrain_pairs import PretrainDataConfig, build_pretrain_dataset  # noqa: E402
 from micronbert.data.synthetic import DEFAULT_AMPLITUDE, SynthConfig, scene_from_ground_truth, write_synthetic_dataset  # noqa: E402
 from micronbert.diagnostics import (  # noqa: E402
     maps_region_shares,
@@ -78,19 +79,25 @@ def write_texture_clips(root: Path, clips: int, frames: int, size: int) -> Path:
 
 
 def throughput(model_name: str, batch: int, steps: int, device: str, workers: int, compile_model: bool,
-               work: Path) -> dict[str, object]:
-    """samples/s of data only, model step only and the whole pipeline, plus model FLOP utilisation."""
+               work: Path, from_store: bool = False) -> dict[str, object]:
+    """samples/s of data only, model step only and the whole pipeline, plus model FLOP utilisation; with
+    ``from_store`` the pairs come from a frame store (built here, in 8-pair blocks) instead of the decoded-frame
+    cache."""
     data_root = work / f"frames_{model_name}"
-    config = PretrainConfig.from_dict({
-        "model": {"name": model_name},
-        "data": {"sources": [str(data_root)], "folder_fps": 200, "cache_dir": str(work / f"cache_{model_name}"),
-                 "num_workers": workers},
-        "optim": {"warmup_steps": 1},
-        "train": {"steps": 10**6, "global_batch": batch, "device": device, "bf16": True, "compile": compile_model,
-                  "out_dir": str(work / f"run_{model_name}"), "progress": False}})
     img_size = 224 if model_name != "tiny" else 64
     if not data_root.exists():
         write_texture_clips(data_root, clips=4, frames=max(64, batch // 2 + 16), size=img_size + 32)
+    data = {"sources": [str(data_root)], "folder_fps": 200, "cache_dir": str(work / f"cache_{model_name}")}
+    if from_store:
+        store = work / f"store_{model_name}"
+        build_frame_store([str(data_root)], store, img_size, folder_fps=200, workers=min(4, os.cpu_count() or 1))
+        data = {"store": str(store), "block": 8}
+    config = PretrainConfig.from_dict({
+        "model": {"name": model_name},
+        "data": {**data, "num_workers": workers},
+        "optim": {"warmup_steps": 1},
+        "train": {"steps": 10**6, "global_batch": batch, "device": device, "bf16": True, "compile": compile_model,
+                  "out_dir": str(work / f"run_{model_name}"), "progress": False}})
     started = time.perf_counter()
     trainer = Pretrainer(config, DistributedContext())
     cache_build_s = time.perf_counter() - started
@@ -98,20 +105,22 @@ def throughput(model_name: str, batch: int, steps: int, device: str, workers: in
     batches = trainer.batches()
 
     def data_step() -> None:
-        images_t, images_d = next(batches)
-        normalise_batch(images_t, dev), normalise_batch(images_d, dev)
+        images_t, images_d, draws = next(batches)
+        trainer.normalise(images_t), trainer.normalise(images_d), draws.to(dev, non_blocking=True)
 
     data_rate = _rate(data_step, steps * 2, batch, dev)
-    frame_t, frame_d = (normalise_batch(x, dev) for x in next(batches))
-    model_rate = _rate(lambda: trainer.train_step(frame_t, frame_d), steps, batch, dev)
+    images_t, images_d, draws = next(batches)
+    frame_t, frame_d = trainer.normalise(images_t), trainer.normalise(images_d)
+    model_rate = _rate(lambda: trainer.train_step(frame_t, frame_d, draws), steps, batch, dev)
 
     def pipeline_step() -> None:
-        images_t, images_d = next(batches)
-        trainer.train_step(normalise_batch(images_t, dev), normalise_batch(images_d, dev))
+        images_t, images_d, draws = next(batches)
+        trainer.train_step(trainer.normalise(images_t), trainer.normalise(images_d), draws)
 
     pipeline_rate = _rate(pipeline_step, steps, batch, dev)
     flops = train_step_flops(trainer.model, frame_t, frame_d, dev)
-    row = {"model": model_name, "device": str(dev), "batch": batch, "img_size": img_size,
+    row = {"model": model_name, "device": str(dev), "data": "frame store" if from_store else "frame cache",
+           "batch": batch, "img_size": img_size,
            "bf16": dev.type == "cuda", "compile": compile_model, "workers": workers,
            "cache_build_s": round(cache_build_s, 2), "data_samples_per_s": data_rate,
            "model_samples_per_s": model_rate, "pipeline_samples_per_s": pipeline_rate,
@@ -275,6 +284,8 @@ def main() -> None:
     parser.add_argument("--gpu-steps", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model on the GPU")
+    parser.add_argument("--store", action="store_true", help="also the throughput rows with the pairs read from a "
+                        "frame store (micronbert pretrain-index)")
     parser.add_argument("--skip-au", action="store_true", help="only the throughput rows")
     parser.add_argument("--skip-throughput", action="store_true", help="only the AU experiment")
     parser.add_argument("--skip-cpu", action="store_true", help="no CPU throughput rows (for a short device session)")
@@ -298,15 +309,18 @@ def main() -> None:
         work = Path(folder)
         if not (args.skip_throughput or args.skip_cpu):
             rows.append(throughput("tiny", 32, args.cpu_steps * 4, "cpu", args.workers, False, work))
+            if args.store:
+                rows.append(throughput("tiny", 32, args.cpu_steps * 4, "cpu", args.workers, False, work, True))
             rows.append(throughput("official-small", 4, args.cpu_steps, "cpu", args.workers, False, work))
         if torch.cuda.is_available() and not args.skip_throughput:
-            rows.append(throughput("official-small", args.gpu_batch, args.gpu_steps, "cuda", max(args.workers, 8),
-                                   args.compile, work))
+            for from_store in (False, True) if args.store else (False,):
+                rows.append(throughput("official-small", args.gpu_batch, args.gpu_steps, "cuda",
+                                       max(args.workers, 8), args.compile, work, from_store))
         au = None if args.skip_au else au_experiment(args.au_seconds, args.au_steps, work, dict(args.overrides),
                                                      tuple(args.amplitude), args.au_model, args.au_device,
                                                      tuple(args.faces))
     payload = {"machine": machine_info(), "throughput": rows, "au_experiment": au}
-    columns = ["model", "device", "batch", "img_size", "bf16", "workers", "data_samples_per_s",
+    columns = ["model", "device", "data", "batch", "img_size", "bf16", "workers", "data_samples_per_s",
                "model_samples_per_s", "pipeline_samples_per_s", "train_gflop_per_sample", "model_tflops",
                "model_mfu"]
     markdown = ["# Pre-training benchmark", "", f"Machine: `{json.dumps(payload['machine'])}`"]

@@ -23,6 +23,15 @@ def shared_annotations() -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _caches_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory):
+    """Token, input and other caches that default to ~/.cache go to a folder of the test session instead."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _one_thread_per_worker():
     """pytest-xdist runs one worker per core: keep each torch worker on one thread."""
     import torch
