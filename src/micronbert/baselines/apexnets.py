@@ -199,6 +199,7 @@ MICRO_ATTENTION_CARD = NetworkCard(
           "original's oversampling; default recipe SGD 0.01 momentum 0.9, 30 epochs (×0.1 after 20), batch 16, "
           "weight decay 5e-6, class-weighted cross-entropy.",
     aliases=("microattention",),
+    load_weights=load_pretrained_resnet10,
 )
 
 APEX_CARDS = (MICRO_ATTENTION_CARD,)

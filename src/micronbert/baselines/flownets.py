@@ -35,7 +35,7 @@ convolution and two 3/2 poolings need it).
 - SSSN reads (u, v, magnitude); DSSN reads (u, v, magnitude) and (u, v, strain), the official release's inputs.
 - Published recipes: the batch of OFF-ApexNet and Dual-Inception is unpublished: 256, as STSTNet (OFF-ApexNet
   comes from STSTNet's group);
-  DSSN's is the PyTorch port's 32 (the authors' code used 2–60), Keras' lr decay 1e-7 per update is left out.
+  DSSN's is the PyTorch port's 32 (the authors' code used 2–60), with Keras' lr decay 1e-7 per update.
 - Default recipes: a cheap CPU budget, to be tuned on synthetic data (never on a real test subject).
 """
 from __future__ import annotations
@@ -337,6 +337,17 @@ def load_pretrained_alexnet(module: nn.Module, path: str | Path) -> tuple[str, .
 
 
 # ----------------------------------------------------------------------------------------- cards
+def load_ststnet_weights(module: STSTNet, path: str | Path) -> tuple[str, ...]:
+    """Load a state dict of the published STSTNet release (``conv1``–``conv3``, ``bn1``–``bn3``, ``fc``) from a
+    user's file into ``module`` (strict: every entry, of the module's shapes); returns the entries loaded."""
+    state = read_weights_file(path)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: not an STSTNet state dict for this network ({_first_line(err)})") from None
+    return tuple(state)
+
+
 def _build_ststnet(num_classes: int, inputs: Sequence[InputSpec]) -> STSTNet:
     (spec,) = single_input("STSTNet", inputs)
     return STSTNet(num_classes, in_channels=len(spec.channels), input_size=spec.size)
@@ -388,6 +399,7 @@ STSTNET_CARD = NetworkCard(
     build=_build_ststnet,
     inputs=(FLOW_UVS,),
     parameters=1_683,
+    load_weights=load_ststnet_weights,
     recipes=_recipes(
         Recipe("adam", 5e-5, epochs=500, batch_size=256, class_weighted=False,
                source="STSTNet paper §II (lr 0.00005, 500 epochs) and the official MATLAB main.m (Adam, batch "
@@ -439,9 +451,9 @@ DUAL_INCEPTION_CARD = NetworkCard(
 _SHALLOW_PRETRAINED = ("ImageNet AlexNet conv1–conv2 (not included: trained from scratch by default; "
                        "load_pretrained_alexnet loads them from a user's file)")
 _SHALLOW_PUBLISHED = Recipe(
-    "adam", 1e-4, epochs=100, batch_size=32, class_weighted=False,
-    source="authors' later code ME_Autoencoders (Adam 1e-4, up to 100 epochs, last epoch; its Keras lr decay 1e-7 "
-           "per update is left out; batch 2–60 there) with the PyTorch port's batch 32; the paper's own epochs are "
+    "adam", 1e-4, epochs=100, batch_size=32, decay=1e-7, class_weighted=False,
+    source="authors' later code ME_Autoencoders (Adam 1e-4 with Keras' inverse-time decay 1e-7 per update, up to "
+           "100 epochs, last epoch; batch 2–60 there) with the PyTorch port's batch 32; the paper's own epochs are "
            "unknown")
 _SHALLOW_DEFAULT = Recipe("adam", 1e-4, epochs=20, batch_size=32, source=DEFAULT_SOURCE)
 _SHALLOW_NOTES = ("AlexNet conv1–2 per stream as BASELINES.md §3.2 (LRN after each pooling, zero-pad 1: 256×15×15). "
@@ -457,6 +469,7 @@ SSSN_CARD = NetworkCard(
     classes=5,
     pretrained_from=_SHALLOW_PRETRAINED,
     recipes=_recipes(_SHALLOW_PUBLISHED, _SHALLOW_DEFAULT),
+    load_weights=load_pretrained_alexnet,
     notes=f"{_SHALLOW_NOTES} [PROPOSED]: SSSN reads (u, v, magnitude); FC He-normal as DSSN's.",
 )
 
@@ -472,6 +485,7 @@ def _dssn_card(merge: str, parameters: int, aliases: tuple[str, ...] = ()) -> Ne
         classes=5,
         pretrained_from=_SHALLOW_PRETRAINED,
         recipes=_recipes(_SHALLOW_PUBLISHED, _SHALLOW_DEFAULT),
+        load_weights=load_pretrained_alexnet,
         notes=f"{_SHALLOW_NOTES} Streams (u, v, magnitude) and (u, v, strain), the official inputs; merge: {merged}.",
         aliases=aliases,
     )

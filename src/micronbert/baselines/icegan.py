@@ -441,9 +441,8 @@ ICEGAN_CARD = NetworkCard(
     inputs=(InputSpec("pair", 128, ("grey",)),),
     recipes=MappingProxyType({
         "published": Recipe(
-            optimiser="adam", lr=1e-3, epochs=100, batch_size=16, class_weighted=False,
-            source="ICE-GAN code, model/run.log: Adam lr 1e-3 with a cosine schedule (not expressed by Recipe), "
-                   "batch 16, 100 epochs, seed 1",
+            optimiser="adam", lr=1e-3, epochs=100, batch_size=16, schedule="cosine", class_weighted=False,
+            source="ICE-GAN code, model/run.log: Adam lr 1e-3 with a cosine schedule, batch 16, 100 epochs, seed 1",
         ),
         "default": Recipe(
             optimiser="adam", lr=2e-4, epochs=20, batch_size=16, class_weighted=False,
@@ -451,6 +450,8 @@ ICEGAN_CARD = NetworkCard(
         ),
     }),
     parameters=137_503_169,
+    options=ICEGANConfig,
+    input_scaling="symmetric",
     notes=(
         "ICE-GAN: generator 40,284,737 and capsule discriminator 97,218,432 parameters (of which the "
         "reconstruction decoder 89,700,864) at 128×128 grey, 3 classes; the pair's onset feeds the generator, its"

@@ -624,10 +624,10 @@ def build_atnet(num_classes: int, inputs: tuple[InputSpec, ...]) -> ATNet:
 
 # ------------------------------------------------------------------------------------------------ cards
 ELRCN_PUBLISHED = Recipe(
-    optimiser="adam", lr=1e-5, epochs=100, batch_size=1, class_weighted=False,
-    source="ELRCN official code (README examples): Adam lr 1e-5 for both stages, 100 spatial + 100 temporal "
-           "epochs (epochs = per stage), batch 1; the Keras decay 1e-6 (inverse-time per update) and the early "
-           "stopping on the spatial fit's training loss are not expressed by Recipe",
+    optimiser="adam", lr=1e-5, epochs=100, batch_size=1, decay=1e-6, class_weighted=False,
+    source="ELRCN official code (README examples): Adam lr 1e-5 with Keras' decay 1e-6 (inverse-time per update) "
+           "for both stages, 100 spatial + 100 temporal epochs (epochs = per stage), batch 1; the early stopping on "
+           "the spatial fit's training loss is not expressed by Recipe",
 )
 ELRCN_DEFAULT = Recipe(
     optimiser="adam", lr=1e-4, epochs=10, batch_size=8,
@@ -640,9 +640,10 @@ ELRCN_NOTES = (
     "stage. Keras LSTM layout (one bias, hard-sigmoid gates, forget bias 1). [PROPOSED] softmax output instead of "
     "the code's sigmoid; fc7 features for the SE/TE LSTM as the dimensions imply (the released extraction was "
     "broken); VGG-Face weights come only from a user's file (load_pretrained_vgg16), extra conv1_1 input "
-    "channels from the mean of the RGB filters; trained from scratch otherwise. Input: flow images as the code "
-    "made them (u, v, magnitude each ·16+128, clipped to 0–255; strain), 0–255, no mean subtraction; 9 steps = "
-    "the flows between consecutive frames of a 10-frame TIM clip."
+    "channels from the mean of the RGB filters; trained from scratch otherwise. Input: the input layer's "
+    "flow_sequence, each channel (u, v, magnitude, strain) min-max scaled to 0–255 over the clip (the code made "
+    "u, v, magnitude ·16+128 clipped to 0–255), no mean subtraction; 9 steps = the flows between consecutive "
+    "frames of the clip resampled to 10 frames (linear interpolation standing in for TIM)."
 )
 ELRCN_SE_CARD = NetworkCard(
     name="elrcn-se",
@@ -650,6 +651,8 @@ ELRCN_SE_CARD = NetworkCard(
     inputs=(InputSpec("flow_sequence", 224, ("u", "v", "magnitude", "strain"), length=9),),
     recipes=MappingProxyType({"published": ELRCN_PUBLISHED, "default": ELRCN_DEFAULT}),
     parameters=219_821_926,
+    options=ELRCNConfig,
+    load_weights=load_pretrained_vgg16,
     pretrained_from="VGG-Face (VGG_Face_Deep_16; the released SE code built its 4-channel VGG-16 without weights)",
     notes="ELRCN with spatial enrichment: the 4 channels stacked into one VGG-16. " + ELRCN_NOTES,
 )
@@ -659,6 +662,8 @@ ELRCN_TE_CARD = NetworkCard(
     inputs=(InputSpec("flow_sequence", 224, ("u", "v", "magnitude", "strain"), length=9),),
     recipes=MappingProxyType({"published": ELRCN_PUBLISHED, "default": ELRCN_DEFAULT}),
     parameters=403_246_185,
+    options=ELRCNConfig,
+    load_weights=load_pretrained_vgg16,
     pretrained_from="VGG-Face (VGG_Face_Deep_16) for each stream",
     notes="ELRCN with temporal enrichment: one VGG-16 on (u, v, magnitude), one on strain replicated to three "
           "channels ([PROPOSED] rule: every channel outside u, v, magnitude is its own stream), fc7 features "
@@ -677,7 +682,8 @@ REDDY_DEFAULT = Recipe(
 )
 REDDY_NOTES = (
     "Last-epoch reporting (the original checkpointed on the test accuracy). Input: grey frames, normalised by "
-    "subtracting the training set's global mean and dividing by its global maximum as in the code. [PROPOSED] "
+    "subtracting the global mean and dividing by the global maximum as in the code (input_scaling mean-max: the "
+    "statistics of each fold's training samples, where the code took the whole dataset's). [PROPOSED] "
     "below T = 18 frames the temporal kernel depth is max(1, round(T / 6)) (BASELINES.md §6.6); for LOSO on "
     "CASME II / SAMM / the composite resample the onset–offset clip to T = 32 or 18 instead of the published 96."
 )
@@ -687,6 +693,7 @@ STCNN_CARD = NetworkCard(
     inputs=(InputSpec("sequence", 64, ("grey",), length=96),),
     recipes=MappingProxyType({"published": REDDY_PUBLISHED, "default": REDDY_DEFAULT}),
     parameters=44_241_667,
+    input_scaling="mean-max",
     notes="MicroExpSTCNN: Conv3D 32@3×3×15, max-pool 3×3×3, dropout, Dense 128 (ReLU, N(0, 0.05) init), dropout, "
           "classes; 1,643,267 parameters at the SMIC setting of 18 frames. " + REDDY_NOTES,
     aliases=("microexpstcnn",),
@@ -704,6 +711,7 @@ FUSENET_CARD = NetworkCard(
     inputs=FUSENET_INPUTS,
     recipes=MappingProxyType({"published": REDDY_PUBLISHED, "default": REDDY_DEFAULT}),
     parameters=177_088_515,
+    input_scaling="mean-max",
     notes="MicroExpFuseNet, intermediate fusion: the eye and nose–mouth Conv3D features concatenated (172,800), "
           "Dense 1024, Dense 128, classes. " + FUSENET_NOTES,
     aliases=("microexpfusenet", "fusenet-intermediate"),
@@ -714,6 +722,7 @@ FUSENET_LATE_CARD = NetworkCard(
     inputs=FUSENET_INPUTS,
     recipes=MappingProxyType({"published": REDDY_PUBLISHED, "default": REDDY_DEFAULT}),
     parameters=177_221_123,
+    input_scaling="mean-max",
     notes="MicroExpFuseNet, late fusion: per region Conv3D, ReLU, Dense 1024, Dense 128; the two 128-d outputs "
           "concatenated into the classifier. " + FUSENET_NOTES,
     aliases=("microexpfusenet-late",),

@@ -1,17 +1,26 @@
 """The registry of recognition methods: every method the harness can run, behind one surface.
 
-A :class:`Method` is built with the run's :class:`~micronbert.train.finetune.FinetuneConfig` and class count;
-:meth:`Method.prepare` does once what every fold shares (reading inputs, encoding, features), then
-:meth:`Method.fit` trains on the samples at some positions and :meth:`Method.predict_proba` scores others.
-Register a new method with :func:`register_method`; :func:`available_methods` lists them.
+A :class:`Method` is built with the run's :class:`~micronbert.train.finetune.FinetuneConfig` and class count.
+:meth:`Method.read` reads the labelled samples of a table its own way (μ-BERT and the linear baselines read
+(onset, apex) pairs at their input size, the other baselines the arrays of the input layer,
+:func:`micronbert.data.inputs.build_inputs`) and returns :class:`Samples` with the same bookkeeping: the table
+rows used, their labels and keys, the rows skipped with the reason. :meth:`Method.prepare` does once what every
+fold shares (encoding, features), then :meth:`Method.fit` trains on the samples at some positions (after the
+synthetic pre-training samples when there are any) and :meth:`Method.predict_proba` scores others.
+
+Register a new method with :func:`register_method`; :func:`available_methods` lists them, :func:`get_method`
+builds one by name or alias. The network and classical baselines live in
+:mod:`micronbert.evaluation.baseline_methods`.
 """
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 
 from micronbert.baselines import (
@@ -19,16 +28,9 @@ from micronbert.baselines import (
     FrameDifferenceClassifier,
     LinearReadout,
     PairFeatureClassifier,
-    STSTNet,
-    flow_images_to_tensor,
 )
-from micronbert.baselines.card import NetworkCard, Recipe
-from micronbert.baselines.training import predict_network, train_network
-from micronbert.data.flow import flow_features
-from micronbert.data.inputs.spec import InputSpec
-from micronbert.data.labelled_pairs import LabelledPairs
+from micronbert.data.labelled_pairs import LabelledPairs, load_labelled_pairs
 from micronbert.model import named_config, save
-from micronbert.train.device import pick_device
 from micronbert.train.finetune import (
     FinetuneConfig,
     build_model,
@@ -42,17 +44,40 @@ from micronbert.train.finetune import (
     train_on_tokens,
 )
 
+NOT_IN_EPOCHS = "the method is not trained in epochs"
+
+
+class Samples(Protocol):
+    """What a method read for the usable labelled rows of a table: ``labels[i]`` of table row ``rows[i]``, named
+    ``keys[i]``; ``skipped`` lists (sample key, reason) of the rows left out."""
+
+    labels: np.ndarray
+    rows: np.ndarray
+    keys: list[str]
+    skipped: list[tuple[str, str]]
+
+    def __len__(self) -> int: ...
+
 
 class Method:
-    """A recognition method: ``prepare`` once on all samples, then ``fit`` / ``predict_proba`` per fold.
+    """A recognition method: ``read`` and ``prepare`` once on all samples, then ``fit`` / ``predict_proba`` per fold.
 
-    ``train_loss``: the mean training loss of each epoch of the last ``fit`` (None for a method trained without
-    epochs); ``progress``: show a progress bar while training (one long fit, as in ``micronbert finetune``).
+    ``family``: what kind of method it is (reported); ``transductive``: ``fit`` reads the unlabelled samples of
+    the fold's test part (cross-database adaptation), the others never see them. After ``fit``: ``train_loss``,
+    the mean training loss of each epoch (None for a method trained without epochs); ``pretrain_loss``, the same
+    for the synthetic pre-training (None without it); ``epoch_probabilities``, the class probabilities of the
+    ``watch`` samples after each epoch (``--select-on-test`` only). ``progress``: show progress bars (one long
+    fit, as in ``micronbert finetune``).
     """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    transductive: ClassVar[bool] = False
     train_loss: list[float] | None = None
+    pretrain_loss: list[float] | None = None
+    epoch_probabilities: list[np.ndarray] | None = None
     progress: bool = False
 
     def __init__(self, config: FinetuneConfig, num_classes: int) -> None:
@@ -64,21 +89,43 @@ class Method:
         model = self.config.model
         return named_config(model.name, **model.overrides).img_size
 
-    def prepare(self, pairs: LabelledPairs) -> None:
-        """Work shared by every fold (encoding, flow, features); the default keeps the pairs."""
-        self.pairs = pairs
+    def read(self, table: pd.DataFrame, skip_bad: bool = False, progress: bool = False) -> Samples:
+        """The labelled samples of ``table`` as this method reads them; an unlabelled or unusable row raises a
+        :class:`~micronbert.data.labelled_pairs.SampleError` naming it unless ``skip_bad`` (then it is listed in
+        ``skipped``). The default: (onset, apex) pairs at :meth:`input_size`."""
+        return load_labelled_pairs(table, self.input_size(), skip_bad=skip_bad)
 
-    def fit(self, train: np.ndarray) -> None:
-        """Train on the samples at positions ``train``."""
+    def check_protocol(self, protocol: str) -> None:
+        """Raise ValueError when the method cannot run under ``protocol`` (``None``: training on all samples)."""
+
+    def prepare(self, samples: Samples, synthetic: Samples | None = None) -> None:
+        """Work shared by every fold (encoding, features); ``synthetic``: samples read from the synthetic
+        pre-training set (``train.pretrain_on_synthetic``). The default keeps both."""
+        self.samples, self.synthetic = samples, synthetic
+
+    def fit(self, train: np.ndarray, *, target: np.ndarray | None = None, watch: np.ndarray | None = None) -> None:
+        """Train on the samples at positions ``train``. ``target``: the unlabelled test positions, given to
+        :attr:`transductive` methods only. ``watch``: positions whose probabilities are recorded after every
+        training epoch in :attr:`epoch_probabilities` (``--select-on-test``; it must not change the training)."""
         raise NotImplementedError
 
     def predict_proba(self, test: np.ndarray) -> np.ndarray:
         """Class probabilities (len(test), classes) of the samples at positions ``test``."""
         raise NotImplementedError
 
-    def save(self, folder: Path) -> None:
+    def select_on_test_unavailable(self) -> str | None:
+        """Why ``--select-on-test`` cannot score this method epoch by epoch (None when it can)."""
+        return NOT_IN_EPOCHS
+
+    def save(self, folder: Path, class_names: Sequence[str] | None = None) -> None:
         """Write the trained model to ``folder`` (``micronbert finetune``)."""
-        raise ValueError(f"method {self.name} cannot be saved yet: finetune trains micronbert and vit-scratch")
+        raise ValueError(f"method {self.name} cannot be saved yet: finetune trains micronbert, vit-scratch and the "
+                         "network baselines")
+
+    def identity(self) -> dict[str, Any]:
+        """What, beyond the configuration, decides the results (e.g. the optical flow actually used): part of the
+        identity of a resumable run, known after :meth:`read`."""
+        return {}
 
     def info(self) -> dict[str, Any]:
         """Facts about the run worth reporting (e.g. how many frames were encoded)."""
@@ -90,50 +137,82 @@ class Method:
 
 
 METHODS: dict[str, type[Method]] = {}
+ALIASES: dict[str, str] = {}
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator adding a :class:`Method` to the registry under its ``name``."""
-    if not cls.name or cls.name in METHODS:
-        raise ValueError(f"method name {cls.name!r} is empty or registered twice")
+    """Class decorator adding a :class:`Method` to the registry under its ``name`` and ``aliases``."""
+    names = (cls.name, *cls.aliases)
+    if not cls.name or any(name in METHODS or name in ALIASES for name in names):
+        raise ValueError(f"method name {cls.name!r} (aliases {cls.aliases}) is empty or registered twice")
     METHODS[cls.name] = cls
+    ALIASES.update({alias: cls.name for alias in cls.aliases})
     return cls
 
 
 def available_methods() -> list[str]:
-    """Names of the registered methods."""
+    """Names of the registered methods (aliases left out)."""
     return list(METHODS)
 
 
+def canonical_method_name(name: str) -> str:
+    """The registered name of ``name`` (a name or an alias); ``ValueError`` lists the names."""
+    if name in METHODS:
+        return name
+    if name in ALIASES:
+        return ALIASES[name]
+    raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+
+
+def check_method_sections(config: FinetuneConfig) -> None:
+    """Raise ValueError for a key of ``baselines.recipes``, ``baselines.networks`` or ``baselines.weights`` that
+    names no registered method (a typo would otherwise be ignored)."""
+    for section in ("recipes", "networks", "weights"):
+        for key in getattr(config.baselines, section):
+            if key not in METHODS and key not in ALIASES:
+                raise ValueError(f"baselines.{section}.{key}: no method is called {key!r}; available: "
+                                 f"{', '.join(METHODS)}")
+
+
 def get_method(name: str, config: FinetuneConfig, num_classes: int) -> Method:
-    """An instance of the method called ``name``; ``ValueError`` lists the names."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
-    return METHODS[name](config, num_classes)
+    """An instance of the method called ``name`` (or an alias of it); ``ValueError`` lists the names."""
+    return METHODS[canonical_method_name(name)](config, num_classes)
 
 
 # ------------------------------------------------------------------------------------------------ μ-BERT
 @register_method
 class MicronBertMethod(Method):
-    """μ-BERT with the configured weights and mode (the recognition head of METHOD.md §8)."""
+    """μ-BERT with the configured weights and mode (the recognition head of METHOD.md §8).
+
+    With synthetic pre-training, each fold's model first trains on the synthetic pairs in the configured mode
+    (the same epochs, batch and learning rates), then on the fold's training pairs.
+    """
 
     name = "micronbert"
     summary = "μ-BERT from its pre-trained weights (model.weights or --weights)"
+    family = "transformer"
     pretrained = True
 
     def input_size(self) -> int:
         return self.config.model.model_config().img_size if self.pretrained else super().input_size()
 
-    def prepare(self, pairs: LabelledPairs) -> None:
-        self.pairs = pairs
+    def prepare(self, samples: LabelledPairs, synthetic: LabelledPairs | None = None) -> None:
+        self.pairs, self.synthetic = samples, synthetic
         torch.manual_seed(self.config.train.seed)  # the random encoder of vit-scratch depends on the seed alone
         self.initial = build_model(self.config, self.num_classes, pretrained=self.pretrained)
         self.cache_stats = None
+        self.tokens = self.synthetic_tokens = None
+        self.features = self.synthetic_features = None
         if self.config.train.mode == "frozen":
-            self.onset_tokens, self.apex_tokens, self.cache_stats = cached_pair_tokens(self.initial, pairs,
-                                                                                       self.config)
+            onset, apex, self.cache_stats = cached_pair_tokens(self.initial, samples, self.config)
+            self.tokens = (onset, apex)
+            if synthetic is not None:
+                onset, apex, _ = cached_pair_tokens(self.initial, synthetic, self.config)
+                self.synthetic_tokens = (onset, apex)
             if self.config.train.frozen_train == "head":
-                self.features = head_inputs(self.initial, self.onset_tokens, self.apex_tokens)
+                self.features = head_inputs(self.initial, *self.tokens)
+                if synthetic is not None:
+                    self.synthetic_features = head_inputs(self.initial, *self.synthetic_tokens)
 
     def info(self) -> dict[str, Any]:
         if self.cache_stats is None:
@@ -146,31 +225,38 @@ class MicronBertMethod(Method):
                     "give the pre-trained model with --weights (or model.weights in the configuration)"]
         return []
 
-    def fit(self, train: np.ndarray) -> None:
+    def select_on_test_unavailable(self) -> str | None:
+        return ("μ-BERT's training loops (micronbert.train.finetune) have no per-epoch hook yet, so its test scores "
+                "cannot be recorded epoch by epoch")
+
+    def fit(self, train: np.ndarray, *, target: np.ndarray | None = None, watch: np.ndarray | None = None) -> None:
         torch.manual_seed(self.config.train.seed)
         self.model = copy.deepcopy(self.initial)
         self.model.reset_head(self.num_classes, dropout=self.config.train.head_dropout)
-        labels = self.pairs.labels[train]
-        train_config = self.config.train
-        if train_config.mode == "frozen" and train_config.frozen_train == "head":
-            self.train_loss = train_head_on_features(self.model, self.features[train], labels, self.config,
-                                                     self.progress)
-        elif train_config.mode == "frozen":
-            self.train_loss = train_on_tokens(self.model, self.onset_tokens[train], self.apex_tokens[train], labels,
-                                              self.config, self.progress)
-        else:
-            self.train_loss = train_on_pairs(self.model, self.pairs.onsets[train], self.pairs.apexes[train], labels,
-                                             self.config, progress=self.progress)
+        if self.synthetic is not None:
+            every = np.arange(len(self.synthetic))
+            self.pretrain_loss = self._train(every, self.synthetic, self.synthetic_tokens, self.synthetic_features)
+        self.train_loss = self._train(train, self.pairs, self.tokens, self.features)
 
-    def save(self, folder: Path) -> None:
+    def _train(self, positions: np.ndarray, pairs: LabelledPairs, tokens: tuple[torch.Tensor, torch.Tensor] | None,
+               features: torch.Tensor | None) -> list[float]:
+        labels = pairs.labels[positions]
+        if features is not None:
+            return train_head_on_features(self.model, features[positions], labels, self.config, self.progress)
+        if tokens is not None:
+            return train_on_tokens(self.model, tokens[0][positions], tokens[1][positions], labels, self.config,
+                                   self.progress)
+        return train_on_pairs(self.model, pairs.onsets[positions], pairs.apexes[positions], labels, self.config,
+                              progress=self.progress)
+
+    def save(self, folder: Path, class_names: Sequence[str] | None = None) -> None:
         save(self.model, folder)
 
     def predict_proba(self, test: np.ndarray) -> np.ndarray:
-        train_config = self.config.train
-        if train_config.mode == "frozen" and train_config.frozen_train == "head":
+        if self.features is not None:
             return predict_features(self.model, self.features[test])
-        if train_config.mode == "frozen":
-            return predict_tokens(self.model, self.onset_tokens[test], self.apex_tokens[test])
+        if self.tokens is not None:
+            return predict_tokens(self.model, self.tokens[0][test], self.tokens[1][test])
         return predict_pairs(self.model, self.pairs.onsets[test], self.pairs.apexes[test])
 
 
@@ -183,93 +269,33 @@ class VitScratchMethod(MicronBertMethod):
     pretrained = False
 
 
-
-# ---------------------------------------------------------------------------------------- network baselines
-class NetworkMethod(Method):
-    """A network baseline described by a :class:`~micronbert.baselines.card.NetworkCard`, trained with the
-    configured recipe (:class:`~micronbert.baselines.config.BaselinesConfig`)."""
-
-    card: ClassVar[NetworkCard]
-
-    def recipe(self) -> Recipe:
-        """The recipe this run trains with."""
-        return self.config.baselines.recipe_for(self.name, dict(self.card.recipes))
-
-    def specs(self) -> tuple[InputSpec, ...]:
-        """The inputs at the configured size (the published size when none is set)."""
-        size = self.config.baselines.size
-        return tuple(spec.resized(size) if size else spec for spec in self.card.inputs)
-
-    def inputs(self, pairs: LabelledPairs) -> list[torch.Tensor]:
-        """One tensor per input spec for every pair."""
-        raise NotImplementedError
-
-    def prepare(self, pairs: LabelledPairs) -> None:
-        self.pairs = pairs
-        self.tensors = self.inputs(pairs)
-
-    def fit(self, train: np.ndarray) -> None:
-        seed = self.config.train.seed
-        torch.manual_seed(seed)
-        self.network = self.card.build(self.num_classes, self.specs())
-        self.train_loss = train_network(self.network, [tensor[train] for tensor in self.tensors],
-                                        self.pairs.labels[train], self.recipe(), self.num_classes, seed,
-                                        pick_device(self.config.train.device))
-
-    def predict_proba(self, test: np.ndarray) -> np.ndarray:
-        return predict_network(self.network, [tensor[test] for tensor in self.tensors])
-
-    def info(self) -> dict[str, Any]:
-        return {"recipe": self.config.baselines.recipe, "recipe_fields": self.recipe().to_dict(),
-                "inputs": [spec.__dict__ for spec in self.specs()],
-                "pretrained_from": self.card.pretrained_from or "none (trained from scratch)"}
-
-
-def _build_ststnet(num_classes: int, inputs: tuple[InputSpec, ...]) -> STSTNet:
-    return STSTNet(num_classes, in_channels=len(inputs[0].channels))
-
-
-STSTNET_CARD = NetworkCard(
-    name="ststnet", build=_build_ststnet,
-    inputs=(InputSpec("flow", 28, ("u", "v", "strain")),),
-    recipes={"published": Recipe("adam", 5e-5, 500, 256, class_weighted=False,
-                                 source="STSTNet official code: Adam 5e-5, batch 256, 500 epochs"),
-             "default": Recipe("adam", 5e-4, 40, 16, source="[PROPOSED] micronbert: 40 epochs of batch 16 on a CPU")},
-    parameters=1651)
-
-
-@register_method
-class STSTNetMethod(NetworkMethod):
-    """STSTNet trained from scratch on 28×28 (u, v, strain) onset→apex flow images."""
-
-    name = "ststnet"
-    summary = "STSTNet on onset-apex optical flow"
-    card = STSTNET_CARD
-
-    def inputs(self, pairs: LabelledPairs) -> list[torch.Tensor]:
-        images = [flow_features(onset, apex, method=self.config.baselines.flow_method)
-                  for onset, apex in zip(pairs.onsets, pairs.apexes)]
-        return [flow_images_to_tensor(np.stack(images)) if images else torch.zeros(0, 3, 28, 28)]
-
-
 # ---------------------------------------------------------------------------------------- feature baselines
 class LinearBaselineMethod(Method):
     """A :class:`~micronbert.baselines.PairFeatureClassifier`: features of every pair computed once, a linear
-    read-out fitted per fold."""
+    read-out fitted per fold. Synthetic pre-training samples join every fold's training samples ([PROPOSED]: a
+    convex read-out fitted twice keeps only its second fit, so "pre-train, then train" becomes training on both)."""
+
+    family = "linear"
 
     def classifier(self) -> PairFeatureClassifier:
         raise NotImplementedError
 
-    def prepare(self, pairs: LabelledPairs) -> None:
-        self.pairs = pairs
+    def prepare(self, samples: LabelledPairs, synthetic: LabelledPairs | None = None) -> None:
+        self.pairs, self.synthetic = samples, synthetic
         classifier = self.classifier()
         self.readout_config = classifier.config
-        self.features = (classifier.features(list(pairs.onsets), list(pairs.apexes)) if len(pairs.labels)
+        self.features = (classifier.features(list(samples.onsets), list(samples.apexes)) if len(samples.labels)
                          else np.zeros((0, 1)))
+        self.synthetic_features = (classifier.features(list(synthetic.onsets), list(synthetic.apexes))
+                                   if synthetic is not None else None)
 
-    def fit(self, train: np.ndarray) -> None:
+    def fit(self, train: np.ndarray, *, target: np.ndarray | None = None, watch: np.ndarray | None = None) -> None:
+        features, labels = self.features[train], self.pairs.labels[train]
+        if self.synthetic is not None:
+            features = np.concatenate([self.synthetic_features, features])
+            labels = np.concatenate([self.synthetic.labels, labels])
         self.readout = LinearReadout(max(self.num_classes, 2), self.readout_config)
-        self.readout.fit(self.features[train], self.pairs.labels[train])
+        self.readout.fit(features, labels)
 
     def predict_proba(self, test: np.ndarray) -> np.ndarray:
         return self.readout.predict_proba(self.features[test])[:, :self.num_classes]
@@ -295,3 +321,17 @@ class FlowGridMethod(LinearBaselineMethod):
 
     def classifier(self) -> PairFeatureClassifier:
         return FlowGridClassifier(max(self.num_classes, 2), self.config.baselines.flowgrid)
+
+
+# The network and classical baselines register themselves when their module is imported; it needs the classes
+# above, hence the import at the end (it works whichever of the two modules is imported first).
+import micronbert.evaluation.baseline_methods  # noqa: E402,F401
+
+BASELINE_NAMES = ("NetworkMethod", "STSTNetMethod", "load_method", "predict_pair", "predict_samples")
+
+
+def __getattr__(name: str) -> Any:
+    """The names of :mod:`micronbert.evaluation.baseline_methods` re-exported here (:data:`BASELINE_NAMES`)."""
+    if name in BASELINE_NAMES:
+        return getattr(micronbert.evaluation.baseline_methods, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
