@@ -118,3 +118,22 @@ def test_prepare_flow_images_writes_a_table_evaluate_reads(tmp_path, capsys):
     assert len(load_table(tmp_path / "tree_out" / "table.csv")) == len(SAMPLES)
     assert main(["prepare", "flow-images", "--root", str(tree), "--root", str(flat), "--out", str(tmp_path / "x")]) == 2
     assert "one image folder and at most one gt=FILE" in capsys.readouterr().err
+
+
+def test_finetune_and_predict_a_baseline_from_the_command_line(casme2_table, tmp_path, capsys):
+    table_file = save_table(casme2_table, tmp_path / "table.csv")
+    config = tmp_path / "ststnet.yaml"
+    config.write_text(f"baselines:\n  recipes: {{ststnet: {{epochs: 2}}}}\n  cache_dir: {tmp_path / 'inputs'}\n")
+    assert main(["finetune", "--table", str(table_file), "--scheme", SCHEME, "--method", "ststnet", "--config",
+                 str(config), "--out", str(tmp_path / "ststnet")]) == 0
+    capsys.readouterr()
+    frames = casme2_table.iloc[0]["frames"]
+    assert main(["predict", "--model", str(tmp_path / "ststnet"), "--onset", frames[0], "--apex", frames[-1],
+                 "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["method"] == "ststnet" and abs(sum(printed["probabilities"].values()) - 1) < 1e-5
+    assert main(["predict", "--model", str(tmp_path / "ststnet"), "--table", str(table_file), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(casme2_table) and {row["predicted"] for row in rows} <= set(printed["probabilities"])
+    assert main(["predict", "--model", str(tmp_path / "ststnet"), "--clip", frames[0]]) == 2
+    assert "predicts (onset, apex) pairs" in capsys.readouterr().err

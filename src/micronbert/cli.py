@@ -226,8 +226,55 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_baseline(args: argparse.Namespace, folder: Any) -> int:
+    """``predict`` with a baseline saved by ``finetune --method NAME``: a pair, or every row of a sample table."""
+    import pandas as pd
+
+    from .data.frames import read_frame
+    from .data.table import load_table
+    from .evaluation.baseline_methods import load_method, predict_pair, predict_samples
+
+    method = load_method(folder, device=args.device)
+    if args.clip or args.batch:
+        raise ValueError(f"{folder}: method {method.name} predicts (onset, apex) pairs (--onset/--apex) or the rows "
+                         "of a sample table (--table), not raw clips")
+    names = method.class_names or [str(i) for i in range(method.num_classes)]
+    if args.table:
+        table = load_table(args.table)
+        probabilities, batch = predict_samples(method, table, skip_bad=True, progress=not args.json)
+        rows = table.iloc[batch.rows]
+        result = pd.DataFrame({"dataset": rows["dataset"].to_numpy(), "subject": rows["subject"].to_numpy(),
+                               "clip": rows["clip"].to_numpy(), "predicted": [names[i] for i in
+                                                                               probabilities.argmax(axis=1)]})
+        for index, name in enumerate(names):
+            result[name] = probabilities[:, index]
+        print(result.to_json(orient="records", indent=2) if args.json else result.to_string(index=False))
+        for key, reason in batch.skipped:
+            print(f"skipped {key}: {reason}", file=sys.stderr)
+        return 1 if batch.skipped else 0
+    if not (args.onset and args.apex):
+        raise ValueError("give --onset and --apex, or --table")
+    probabilities = predict_pair(method, read_frame(args.onset), read_frame(args.apex))
+    ranked = sorted(zip(names, probabilities.tolist()), key=lambda item: -item[1])
+    if args.json:
+        print(json.dumps({"method": method.name, "probabilities": dict(ranked), "predicted": ranked[0][0]}))
+    else:
+        print(f"{args.apex}: {ranked[0][0]}  (" + ", ".join(f"{c} {p:.2f}" for c, p in ranked) + ")")
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluation.baseline_methods import METHOD_FILE
     from .predict import load_predictor, predict_batch, predict_clip, predict_pair
+
+    saved = Path(args.model) / "model" if (Path(args.model) / "model" / METHOD_FILE).is_file() else Path(args.model)
+    if (saved / METHOD_FILE).is_file():
+        return _predict_baseline(args, saved)
+    if args.table:
+        raise ValueError("--table goes with a baseline saved by `micronbert finetune --method NAME`; for μ-BERT give "
+                         "--onset/--apex, --clip or --batch")
 
     chosen = [bool(args.onset or args.apex), bool(args.clip), bool(args.batch)]
     if sum(chosen) != 1:
@@ -440,11 +487,14 @@ def _predict_parser(commands: Any) -> None:
                                   "first frame (the mean of its relative change map) is largest; give the annotated "
                                   "apex with --onset/--apex where there is one (benchmarks/bench_apex.py). Writes a "
                                   "picture per sample into --out.")
-    predict.add_argument("--model", required=True, help="`micronbert finetune` output folder (model/ + classes.json)")
+    predict.add_argument("--model", required=True, help="`micronbert finetune` output folder (model/ + classes.json); "
+                         "μ-BERT or a baseline trained with --method")
     predict.add_argument("--onset", help="onset image file")
     predict.add_argument("--apex", help="apex image file")
     predict.add_argument("--clip", help="a clip: folder of numbered frames or a video file")
     predict.add_argument("--batch", help="a folder of clips (sub-folders or videos), with a progress bar")
+    predict.add_argument("--table", help="with a saved baseline: predict every row of a sample table (`micronbert "
+                         "prepare` wrote it)")
     predict.add_argument("--out", default="predictions", help="folder for the pictures (default: predictions)")
     predict.add_argument("--no-pictures", action="store_true", help="do not draw pictures")
     predict.add_argument("--json", action="store_true", help="print the results as JSON")
