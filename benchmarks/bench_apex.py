@@ -153,7 +153,8 @@ def main() -> None:
                          **summary(spotting_errors(clips, pixel_difference_scores))})
             for name, variants in models.items():
                 for scorer, score in SCORERS.items():
-                    results = [summary(spotting_errors(clips, lambda f, m=m: score(m, f))) for m in variants]
+                    results = [summary(spotting_errors(clips, lambda f, m=m, score=score: score(m, f)))
+                               for m in variants]
                     rows.append({**common, "scorer": scorer, "model": name, **mean_and_range(results)})
             print(markdown_table(rows[-8:], list(rows[-1])), flush=True)
     columns = ["nuisance", "clips", "mean_frames", "scorer", "model", "mean_error_frames", "median_error_frames",

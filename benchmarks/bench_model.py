@@ -160,7 +160,8 @@ def check_same_outputs(model, frame_t, frame_d) -> float:
     with torch.no_grad():
         ours = model(frame_t, frame_d, generator=_generator(frame_t.device, 0))
         theirs = reference_pretrain(model, frame_t, frame_d, 0)
-        ours_rec, theirs_rec = model.recognize(onset=frame_t, apex=frame_d), reference_recognize(model, frame_t, frame_d)
+        ours_rec = model.recognize(onset=frame_t, apex=frame_d)
+        theirs_rec = reference_recognize(model, frame_t, frame_d)
     model.train()
     diffs = [(ours[k] - theirs[k]).abs().max() for k in ("pred", "dma_map", "loss")]
     diffs += [(ours_rec[k] - theirs_rec[k]).abs().max() for k in ("logits", "dma_map")]

@@ -97,7 +97,8 @@ CASME2_LAYOUTS = {"raw_selected": ("CASME2_RAW_selected", "img{n}.jpg"), "croppe
 def build_casme2(base: Path, layout: str = "raw_selected", sheet_name: str = CASME2_SHEET_NAMES[0]) -> Path:
     """CASME II: coding sheet with the two blank-header columns and a ``/`` apex; frames unpadded."""
     root = base / "CASME2"
-    header = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None, "Action Units", "Estimated Emotion"]
+    header = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None, "Action Units",
+              "Estimated Emotion"]
     rows = [header] + [[s, c, None, on, ap, off, None, au, emo] for s, c, on, ap, off, au, emo, _ in CASME2_ROWS]
     if sheet_name.endswith(".csv"):
         _write_csv(root / sheet_name, rows)
@@ -167,7 +168,8 @@ def build_smic(base: Path, cropped: bool = False) -> Path:
     release = "SMIC_all_cropped" if cropped else "SMIC_all_raw"
     pattern = "reg_image{n:06d}.bmp" if cropped else "image{n:06d}.bmp"
     for modality, subject, emotion, clip, first, last, apex in SMIC_CLIPS:
-        write_clip(root / release / modality / subject / "micro" / emotion / clip, range(first, last + 1), pattern, apex=apex)
+        write_clip(root / release / modality / subject / "micro" / emotion / clip, range(first, last + 1), pattern,
+                   apex=apex)
         write_clip(root / release / modality / subject / "non_micro" / f"{subject}_non_01", range(1, 4), pattern)
     return root
 
@@ -191,7 +193,7 @@ def build_smic_e(base: Path) -> Path:
     rows += [[], ["Note: onset and offset frames are absolute frame numbers"]]
     write_workbook(root / "SMIC-HS-E_annotation.xlsx", [("Sheet1", rows)])
     long_clips = root / "SMIC-E_raw image" / "HS_long" / "SMIC-HS-E"
-    for subject, clip, on, off, on2, off2, _, _, apex in SMIC_E_ROWS:
+    for subject, clip, on, off, _, off2, _, _, apex in SMIC_E_ROWS:
         end = off2 if off2 is not None else off
         write_clip(long_clips / f"s{subject:02d}" / clip, range(on - 2, end + 3), "image{n:06d}.jpg", apex=apex)
     return root
@@ -297,10 +299,12 @@ MMEW_ROWS = [
 def build_mmew(base: Path) -> Path:
     """MMEW: sheet at the root, frames under ``MMEW_Final/Micro_Expression/{emotion}/{clip}/{n}.jpg``."""
     root = base / "MMEW"
-    header = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion", "remarks"]
+    header = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion",
+              "remarks"]
     write_workbook(root / "MMEW_Micro_Exp.xlsx", [("Sheet1", [header] + [list(r[:7]) + [None] for r in MMEW_ROWS])])
     for _, clip, onset, apex, offset, _, _, folder in MMEW_ROWS:
-        write_clip(root / "MMEW_Final" / "Micro_Expression" / folder / clip, range(onset, offset + 1), "{n}.jpg", apex=apex)
+        write_clip(root / "MMEW_Final" / "Micro_Expression" / folder / clip, range(onset, offset + 1), "{n}.jpg",
+                   apex=apex)
     return root
 
 

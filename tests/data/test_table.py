@@ -36,7 +36,8 @@ def _row(**changes: object) -> dict:
 
 
 def test_make_table_has_standard_columns_and_dtypes() -> None:
-    table = make_table([_row(), _row(onset=None, apex=None, offset=None, frames=[], label=None, apex_source=None, clip="x")])
+    table = make_table([_row(), _row(onset=None, apex=None, offset=None, frames=[], label=None, apex_source=None,
+                                     clip="x")])
     assert list(table.columns) == list(TABLE_COLUMNS)
     assert str(table["onset"].dtype) == "Int64" and str(table["label"].dtype) == "Int64"
     assert table["fps"].dtype == float

@@ -93,8 +93,10 @@ def test_published_checkpoint_loads_every_tensor(tmp_path, dino, prefix):
     assert torch.equal(loaded["att.to_q.weight"], state["att.to_q.weight"])
     assert torch.equal(loaded["backbone.pos_embed"], state["backbone.pos_embed"])
     if dino:
-        assert torch.equal(loaded["agreement.teacher.blocks.3.mlp.fc2.bias"], state["teacher.backbone.blocks.3.mlp.fc2.bias"])
-        assert torch.equal(loaded["agreement.student_head.last_layer.weight_v"], state["student.head.last_layer.weight_v"])
+        assert torch.equal(loaded["agreement.teacher.blocks.3.mlp.fc2.bias"],
+                           state["teacher.backbone.blocks.3.mlp.fc2.bias"])
+        assert torch.equal(loaded["agreement.student_head.last_layer.weight_v"],
+                           state["student.head.last_layer.weight_v"])
         assert torch.equal(loaded["agreement.center"], state["dino_loss_fn.center"])
         assert len(loaded) == 242 - 54  # the shared student backbone is stored once
 

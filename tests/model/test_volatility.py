@@ -89,7 +89,8 @@ def test_the_head_learns_where_change_is_expected_and_the_surprise_map_follows(t
         weights = stability_weights(model.volatility(apex_tokens))
         surprise = model.surprise(apex_tokens=apex_tokens, onset_tokens=onset_tokens)
     assert weights.reshape(4, 4)[:, 2:].min() > 100 * weights.reshape(4, 4)[:, :2].max()
-    torch.testing.assert_close(surprise, model.relative_change(apex_tokens=apex_tokens, onset_tokens=onset_tokens) * weights)
+    relative = model.relative_change(apex_tokens=apex_tokens, onset_tokens=onset_tokens)
+    torch.testing.assert_close(surprise, relative * weights)
     save(model, tmp_path / "model")
     with torch.no_grad():
         torch.testing.assert_close(load(tmp_path / "model").eval().volatility(model.encode(second)),

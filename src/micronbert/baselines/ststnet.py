@@ -14,7 +14,8 @@ module holds the fused ``conv`` and ``bn``; state-dict hooks translate them to a
 BatchNorm), so ``state_dict()`` has exactly the published keys and shapes. The three published
 ``num_batches_tracked`` counters become one (they are equal in any state dict trained by the release, since the
 three BatchNorms see the same batches; loading keeps ``bn1``'s). Dropout draws its masks stream by stream, as the
-release does, so a seeded run draws the same masks. ``state_dict()`` returns copies of the slices, not views of the parameters.
+release does, so a seeded run draws the same masks. ``state_dict()`` returns copies of the slices, not views of the
+parameters.
 
 Input: float tensor (N, 3, size, size) holding (u, v, strain) scaled to 0–255 with no further normalisation, as
 produced by :func:`micronbert.data.flow.flow_features` and :func:`flow_images_to_tensor`; the published size is

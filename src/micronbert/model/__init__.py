@@ -13,8 +13,8 @@ from .vit import VisionTransformer
 from .volatility import VolatilityHead, surprise_map
 
 __all__ = [
-    "CONFIGS", "DiagonalMicroAttention", "MicronBERT", "ModelConfig", "ModelInitConfig", "MotionHead", "RecognitionHead",
-    "VisionTransformer", "VolatilityHead",
+    "CONFIGS", "DiagonalMicroAttention", "MicronBERT", "ModelConfig", "ModelInitConfig", "MotionHead",
+    "RecognitionHead", "VisionTransformer", "VolatilityHead",
     "blockwise_swap_mask", "change_map", "check_frames", "convert_official", "create_model", "list_models",
     "load", "load_official_checkpoint", "named_config", "poi_saliency", "pool_patches", "reconstruct_images",
     "relative_change_map", "save", "surprise_map", "swap_patches", "warped_pair",

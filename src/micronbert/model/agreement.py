@@ -41,9 +41,9 @@ class Agreement(nn.Module):
 
     ``views(frame, boxes)`` gives the student's inputs, the crops of ``frame`` at the drawn ``boxes`` (views, B, 4;
     :func:`micronbert.model.draws.draw_step`): ``(global_views, local_views)``, the first at the model's input size
-    (so the model can encode them in the same batch as the frames), the second at another size or ``None``. ``loss(frame, global_ct, local_ct)`` gets the student's contextual tokens of those
-    views. ``update_teacher(encoder, momentum)`` is the EMA step the training loop calls after each
-    optimiser step.
+    (so the model can encode them in the same batch as the frames), the second at another size or ``None``.
+    ``loss(frame, global_ct, local_ct)`` gets the student's contextual tokens of those views.
+    ``update_teacher(encoder, momentum)`` is the EMA step the training loop calls after each optimiser step.
     """
 
     teacher: VisionTransformer

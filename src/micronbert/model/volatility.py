@@ -6,8 +6,8 @@ of a drifting object or a blinking screen changes between any two frames; a patc
 sensor noise alone, except during an expression. :class:`VolatilityHead` learns that without labels: from the
 tokens of one frame it predicts, for each patch, the log of the mean squared change of that patch between the
 pre-training pair (I_t, I_{t+δ}), trained by the Gaussian likelihood of the change. The *surprise map* weights
-the relative change map of the DMA by the predicted precision (the inverse of the volatility, the expected change), so that a
-change counts where the patch is expected to be still.
+the relative change map of the DMA by the predicted precision (the inverse of the volatility, the expected
+change), so that a change counts where the patch is expected to be still.
 """
 from __future__ import annotations
 

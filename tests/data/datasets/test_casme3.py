@@ -74,7 +74,8 @@ def test_real_v2_sheet_counts(shared_annotations: Path) -> None:
 
 
 @pytest.mark.parametrize(("scheme", "counts"), [
-    ("casme3-7class", {"disgust": 250, "surprise": 187, "others": 161, "fear": 86, "anger": 64, "sad": 57, "happy": 55}),
+    ("casme3-7class", {"disgust": 250, "surprise": 187, "others": 161, "fear": 86, "anger": 64, "sad": 57,
+                       "happy": 55}),
     ("casme3-4class", {"negative": 457, "surprise": 187, "others": 161, "positive": 55}),
     ("casme3-3class", {"negative": 457, "surprise": 187, "positive": 55}),
 ])
@@ -86,7 +87,8 @@ def test_real_v2_sheet_schemes(shared_annotations: Path, scheme: str, counts: di
 
 def test_real_v2_sheet_defects_are_repaired_or_reported(shared_annotations: Path) -> None:
     table, report = load_with_report("casme3", shared_annotations, check_frames=False)
-    assert table[(table["subject"] == "casme3/spNO.149") & (table["clip"] == "d")]["apex_source"].tolist() == ["midpoint"]
+    spno149 = table[(table["subject"] == "casme3/spNO.149") & (table["clip"] == "d")]
+    assert spno149["apex_source"].tolist() == ["midpoint"]
     spno40 = table[(table["subject"] == "casme3/spNO.40") & (table["clip"] == "e")].set_index("onset")
     assert (spno40.loc[1812, "offset"], spno40.loc[2327, "offset"]) == (1824, 2363)  # offset 0 -> apex
     assert "casme3/spNO.14" in set(table[table["clip"] == "j"]["subject"])

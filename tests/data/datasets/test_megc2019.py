@@ -30,10 +30,12 @@ def test_gt_joined_with_source_readers(tmp_path: Path) -> None:
 
 def test_gt_rows_missing_from_a_source_are_dropped(tmp_path: Path) -> None:
     roots = _sources(tmp_path)
-    roots["gt"] = write_megc_gt(tmp_path / "gt2" / "combined_3class_gt.csv", megc_gt_rows() + [("casme2", "sub07", "EP08_1", 0)])
+    roots["gt"] = write_megc_gt(tmp_path / "gt2" / "combined_3class_gt.csv",
+                                megc_gt_rows() + [("casme2", "sub07", "EP08_1", 0)])
     table, report = load_with_report("megc2019", roots)
     assert len(table) == len(megc_gt_rows())
-    assert [item.reason for item in report.dropped] == [f"GT row {len(megc_gt_rows()) + 1} not found in the casme2 table"]
+    missing_row = len(megc_gt_rows()) + 1
+    assert [item.reason for item in report.dropped] == [f"GT row {missing_row} not found in the casme2 table"]
 
 
 def test_gt_alone_and_scheme_lock(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ def test_header_is_located_and_subjects_padded(tmp_path: Path, header_row: int) 
 
 def test_mixed_padding_and_grey_frames(tmp_path: Path) -> None:
     table = load("samm", build_samm(tmp_path)).set_index("clip")
-    for subject, clip, onset, _, offset, *_ in SAMM_ROWS:
+    for _, clip, onset, _, offset, *_ in SAMM_ROWS:
         assert [frame_number(p) for p in table.loc[clip, "frames"]] == list(range(onset, offset + 1))
     assert Path(table.loc["006_1_2", "frames"][0]).name == "006_05562.jpg"
     assert Path(table.loc["009_3_1", "frames"][0]).name == "009_3577.jpg"

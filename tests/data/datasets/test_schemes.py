@@ -22,7 +22,8 @@ def _class_counts(table, scheme: str) -> dict[str, int]:
 
 
 # CASME II coding sheet in the BENCH version (disgust 64): 5-class keeps 247.
-CASME2_EMOTIONS = {"happiness": 32, "surprise": 25, "disgust": 64, "repression": 27, "others": 99, "fear": 2, "sadness": 7}
+CASME2_EMOTIONS = {"happiness": 32, "surprise": 25, "disgust": 64, "repression": 27, "others": 99, "fear": 2,
+                   "sadness": 7}
 SAMM_EMOTIONS = {"Anger": 57, "Contempt": 12, "Happiness": 26, "Surprise": 15, "Other": 26, "Disgust": 9, "Fear": 8,
                  "Sadness": 6}
 CASME3_EMOTIONS = {"disgust": 250, "surprise": 187, "others": 158, "Others": 3, "fear": 86, "anger": 64, "sad": 57,
@@ -46,7 +47,8 @@ def test_casme2_five_class_counts() -> None:
 
 def test_samm_five_and_three_class_counts() -> None:
     five = apply_scheme(_table("samm", SAMM_EMOTIONS), "samm-5class", LoadReport("t"))
-    assert _class_counts(five, "samm-5class") == {"anger": 57, "contempt": 12, "happiness": 26, "surprise": 15, "others": 26}
+    assert _class_counts(five, "samm-5class") == {"anger": 57, "contempt": 12, "happiness": 26, "surprise": 15,
+                                                  "others": 26}
     three = apply_scheme(_table("samm", SAMM_EMOTIONS), "megc2019-3class", LoadReport("t"))
     assert _class_counts(three, "megc2019-3class") == {"negative": 92, "positive": 26, "surprise": 15}
 
@@ -75,7 +77,8 @@ def test_scheme_refuses_foreign_dataset_and_unknown_names() -> None:
         get_scheme("nine-class")
 
 
-@pytest.mark.parametrize(("raw", "normalised"), [("Others", "others"), ("Other", "others"), (" Happiness ", "happiness"),
+@pytest.mark.parametrize(("raw", "normalised"), [("Others", "others"), ("Other", "others"),
+                                                 (" Happiness ", "happiness"),
                                                  ("", None), (None, None)])
 def test_normalise_emotion(raw: object, normalised: str | None) -> None:
     assert normalise_emotion(raw) == normalised

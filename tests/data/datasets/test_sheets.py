@@ -44,7 +44,8 @@ def test_action_unit_cells() -> None:
 def test_header_found_below_a_title_and_columns_by_alias(tmp_path: Path) -> None:
     path = write_workbook(tmp_path / "coding.xlsx", [
         ("Notes", [["read me"]]),
-        ("Data", [["A coding sheet"], [], ["Subject", "Filename", "Onset Frame"], ["1", "EP01", "5"], [None, None, None]]),
+        ("Data", [["A coding sheet"], [], ["Subject", "Filename", "Onset Frame"], ["1", "EP01", "5"],
+                  [None, None, None]]),
     ])
     assert choose_sheet(path, ["data"]) == "Data" and choose_sheet(path, ["absent"]) == 0
     sheet = read_table(path, [("Subject",), ("Filename", "File")], sheet="Data")
@@ -55,7 +56,8 @@ def test_header_found_below_a_title_and_columns_by_alias(tmp_path: Path) -> None
         column(sheet, ("Apex",))
     with pytest.raises(ValueError, match=r"coding.xlsx: no header row with columns \[\['Emotion'\]\] in the first"):
         read_table(path, [("Emotion",)], sheet="Data")
-    with pytest.raises(ValueError, match=r"coding.xlsx: sheet 'Missing' not found; the workbook has \['Notes', 'Data'\]"):
+    with pytest.raises(ValueError,
+                       match=r"coding.xlsx: sheet 'Missing' not found; the workbook has \['Notes', 'Data'\]"):
         read_grid(path, "Missing")
     with pytest.raises(ValueError, match="coding.xlsx: sheet 2 not found"):
         read_grid(path, 2)

@@ -131,7 +131,7 @@ def test_clip_is_cropped_with_one_transform_from_the_onset(aligner, grace_hopper
     onset_alignment = aligner.alignment_for(frames[0])
     np.testing.assert_array_equal(clip.alignment.matrix, onset_alignment.matrix)
     matrix, linear = clip.alignment.matrix, clip.alignment.matrix[:, :2]
-    for (dx, dy), frame, crop in zip(shifts, frames, clip.crops):
+    for (dx, dy), crop in zip(shifts, clip.crops):
         in_crop = linear @ np.array([dx, dy], dtype=float)
         # The crop of frame k is exactly the onset frame's crop box moved by the known shift ...
         moved_box = np.hstack([linear, (matrix[:, 2] + in_crop)[:, None]])

@@ -70,7 +70,8 @@ class Reader:
 _READERS: Mapping[str, Reader] = {
     reader.name: reader
     for reader in (
-        Reader("casme2", casme2.read, "CASME II (CASME2_RAW_selected, Cropped or CASME2-RAW; coding sheet)", "casme2-5class"),
+        Reader("casme2", casme2.read, "CASME II (CASME2_RAW_selected, Cropped or CASME2-RAW; coding sheet)",
+               "casme2-5class"),
         Reader("samm", samm.read, "SAMM micro-movement clips (SAMM_Micro_FACS_Codes)", "samm-5class"),
         Reader("smic", smic.read, "SMIC HS/VIS/NIR (labels from folders; SMIC-E sheets when present)", "smic-3class"),
         Reader("casme3", casme3.read, "CAS(ME)^3 Part A micro-expressions (v2 or v1 JpgIndex sheet)", "casme3-7class"),
@@ -196,7 +197,8 @@ def read_dataset(
     """``load_with_report`` with options as a ``LoadOptions`` and no DatasetWarning (for composites)."""
     reader = get_reader(name)
     if reader.fixed_scheme is not None and scheme is not None and get_scheme(scheme).name != reader.fixed_scheme:
-        raise ValueError(f"{name} labels come from its ground truth under {reader.fixed_scheme!r}; got scheme {scheme!r}")
+        raise ValueError(f"{name} labels come from its ground truth under {reader.fixed_scheme!r}; "
+                         f"got scheme {scheme!r}")
     report = LoadReport(dataset=name)
     table = reader.read(root, options, report, **reader_options)
     if scheme is not None and reader.fixed_scheme is None:

@@ -262,7 +262,8 @@ def _positions_to_numbers(
             continue
         index = position - sample.position_base
         if not 0 <= index < len(listing):
-            report.drop(_key(sample, cells[0]), f"{name} position {position} outside the {len(listing)} frames of {sample.frames_dir}")
+            report.drop(_key(sample, cells[0]),
+                        f"{name} position {position} outside the {len(listing)} frames of {sample.frames_dir}")
             return None
         numbers.append(frame_number(listing[index]))
     return numbers[0], numbers[1], numbers[2]
@@ -282,7 +283,8 @@ def _select_frames(listing: list[Path], onset: int, offset: int, key: str, repor
     return frames
 
 
-def _warn_if_implausible(key: str, onset: int | None, offset: int | None, fps: float | None, report: LoadReport) -> None:
+def _warn_if_implausible(key: str, onset: int | None, offset: int | None, fps: float | None,
+                         report: LoadReport) -> None:
     if onset is None or offset is None or not fps:
         return
     seconds = (offset - onset + 1) / fps

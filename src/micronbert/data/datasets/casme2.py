@@ -49,6 +49,7 @@ def read(root: str | Path, options: LoadOptions, report: LoadReport, layout: str
     """
     base = require_dir(root, "CASME II")
     sheet, names = read_sample_sheet(annotation_file(base, options, ANNOTATION_PATTERNS, "CASME II", report), COLUMNS)
-    frames_root = find_frames_root(base, LAYOUTS, layout, "CASME II", r"sub\d+", report) if options.check_frames else None
+    frames_root = (find_frames_root(base, LAYOUTS, layout, "CASME II", r"sub\d+", report) if options.check_frames
+                   else None)
     samples = clip_folder_samples(sheet, names, DATASET, report, casme2_subject, frames_root, FPS)
     return build_table(samples, options, report)

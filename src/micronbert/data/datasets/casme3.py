@@ -73,7 +73,8 @@ def read(root: str | Path, options: LoadOptions, report: LoadReport, version: st
                 source=source,
                 fps=FPS,
                 frames_dir=folders.part_a(subject, clip, onset_text) if folders else None,
-                frames_problem=f"no frame folder for {subject} {clip} (raw .../{subject}/{clip}/color or pre-cut {subject}_{clip}_{onset_text})",
+                frames_problem=f"no frame folder for {subject} {clip} (raw .../{subject}/{clip}/color or pre-cut "
+                               f"{subject}_{clip}_{onset_text})",
                 zero_is_missing=True,
             )
         )
@@ -106,10 +107,14 @@ def read_part_c(root: str | Path, options: LoadOptions, report: LoadReport, posi
             "frame listing (<sub>/[color/]); layout and base are unconfirmed (DATASETS.md §7)"
         )
     else:
-        report.note("CAS(ME)^3 Part C without frames: onset/apex/offset are positions in the frame listing, not frame numbers")
+        report.note("CAS(ME)^3 Part C without frames: onset/apex/offset are positions in the frame listing, not "
+                    "frame numbers")
     samples = []
     folders: dict[str, Path | None] = {}
-    for row, source, subject in sheet_rows(sheet, DATASET_C, report, lambda row: _part_c_subject(row[names["subject"]])):
+    def subject_of(row: dict) -> str:
+        return _part_c_subject(row[names["subject"]])
+
+    for row, source, subject in sheet_rows(sheet, DATASET_C, report, subject_of):
         samples.append(
             sample_from_row(
                 row,

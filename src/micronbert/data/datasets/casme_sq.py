@@ -23,7 +23,8 @@ from micronbert.data.table import LoadReport
 DATASET = "casme_sq"
 FPS = 30.0
 ANNOTATION_PATTERNS = [r"cas\(me\)\^?2.*code.*final.*\.(xlsx|xlsm|xls|csv)", r"code_?final.*\.(xlsx|xlsm|xls|csv)"]
-POSITIONAL_COLUMNS = ("subject", "expression", "onset", "apex", "offset", "action_units", "emotion", "type", "self_report")
+POSITIONAL_COLUMNS = ("subject", "expression", "onset", "apex", "offset", "action_units", "emotion", "type",
+                      "self_report")
 EXPRESSION_TYPES = {"micro": ("micro",), "macro": ("macro",), "all": ("micro", "macro")}
 LAYOUTS = {"rawpic": ("rawpic",), "cropped": ("cropped",), "selectedpic": ("selectedpic",)}
 _INT = re.compile(r"\d+(?:\.0*)?")
@@ -48,7 +49,8 @@ def read(
     folders = _subject_folders(read_grid(path, _sheet(sheets, ["naming rule1"], 1))) if len(sheets) > 1 else {}
     videos = _video_codes(read_grid(path, _sheet(sheets, ["naming rule2"], 2))) if len(sheets) > 2 else {}
     if not folders or not videos:
-        report.warn(f"{path.name}: naming-rule sheets missing or empty; subjects keep their numbers and frames cannot be located")
+        report.warn(f"{path.name}: naming-rule sheets missing or empty; subjects keep their numbers and frames cannot "
+                    "be located")
     frames_root = _frames_root(base, layout) if options.check_frames else None
     samples = []
     for line, row in codes:
@@ -72,7 +74,8 @@ def read(
                 action_units=row["action_units"],
                 fps=FPS,
                 frames_dir=_video_dir(frames_root, subject, code),
-                frames_problem=f"no video folder for subject {subject}, expression {expression!r} (code {code}) under {frames_root}",
+                frames_problem=f"no video folder for subject {subject}, expression {expression!r} (code {code}) "
+                               f"under {frames_root}",
                 source=source,
                 zero_is_missing=True,
             )
@@ -129,7 +132,8 @@ def _video_codes(grid: pd.DataFrame) -> dict[str, str]:
 def _frames_root(base: Path, layout: str) -> Path:
     found = find_nested_dir(base, LAYOUTS[layout])
     if found is None:
-        raise FileNotFoundError(f"no CAS(ME)^2 '{layout}' folder under {base}; pass check_frames=False to read the sheet alone")
+        raise FileNotFoundError(f"no CAS(ME)^2 '{layout}' folder under {base}; pass check_frames=False to read the "
+                                "sheet alone")
     return found
 
 

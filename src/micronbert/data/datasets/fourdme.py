@@ -46,7 +46,8 @@ def read(root: str | Path, options: LoadOptions, report: LoadReport, layout: str
     if options.check_frames:
         frames_root = find_nested_dir(base, LAYOUTS[layout])
         if frames_root is None:
-            raise FileNotFoundError(f"no 4DME {LAYOUTS[layout][0]} folder under {base}; pass check_frames=False to read the sheet alone")
+            raise FileNotFoundError(f"no 4DME {LAYOUTS[layout][0]} folder under {base}; pass check_frames=False to "
+                                    "read the sheet alone")
     samples = clip_folder_samples(sheet, names, DATASET, report, _subject, frames_root, fps=None)
     return build_table(samples, options, report)
 

@@ -28,7 +28,8 @@ def read(root: str | Path, options: LoadOptions, report: LoadReport) -> pd.DataF
     sheet = read_table(path, [("subject",), ("clip",), ("emotion",)], scan_rows=1)
     names = {
         name: column(sheet, (name,), required=name in {"subject", "clip", "emotion"})
-        for name in ("dataset", "subject", "clip", "frames_dir", "onset", "apex", "offset", "fps", "emotion", "action_units", "label")
+        for name in ("dataset", "subject", "clip", "frames_dir", "onset", "apex", "offset", "fps", "emotion",
+                     "action_units", "label")
     }
     report.note(f"manifest: {path}")
     samples = []

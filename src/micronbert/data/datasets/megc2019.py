@@ -43,7 +43,8 @@ def read(
     gt_path = _gt_path(roots, options, report)
     gt = read_gt(gt_path, report)
     scheme = get_scheme(SCHEME)
-    sources = {name: _source_table(name, roots[name], options, report, source_options) for name in SOURCES if name in roots}
+    sources = {name: _source_table(name, roots[name], options, report, source_options)
+               for name in SOURCES if name in roots}
     missing = [name for name in SOURCES if name not in sources]
     if missing:
         report.note(
@@ -63,7 +64,8 @@ def read(
             continue
         mapped = scheme.label_of(match["emotion"], database)
         if mapped != label:
-            report.warn(f"{key}: source emotion {match['emotion']!r} does not map to GT class {emotion!r}; the GT label is used")
+            report.warn(f"{key}: source emotion {match['emotion']!r} does not map to GT class {emotion!r}; the GT "
+                        "label is used")
         rows.append({**match, "label": label})
     return make_table(rows)
 
@@ -85,7 +87,8 @@ def _gt_path(roots: dict[str, Path], options: LoadOptions, report: LoadReport) -
         folders = [given] if given is not None else [roots[name] for name in SOURCES if name in roots]
         chosen = _search_gt(folders)
     if "-2" in chosen.stem:
-        report.warn(f"{chosen.name} looks like the 2018-11-30 GT (441 rows, lacks samm 032_3_1); use combined_3class_gt.csv")
+        report.warn(f"{chosen.name} looks like the 2018-11-30 GT (441 rows, lacks samm 032_3_1); use "
+                    "combined_3class_gt.csv")
     report.note(f"MEGC 2019 ground truth: {chosen}")
     return chosen
 
@@ -127,7 +130,8 @@ def read_gt(path: Path, report: LoadReport) -> list[tuple[int, str, str, str, in
 
 
 def _source_table(
-    name: str, folder: Path, options: LoadOptions, report: LoadReport, source_options: Mapping[str, Mapping[str, object]] | None
+    name: str, folder: Path, options: LoadOptions, report: LoadReport,
+    source_options: Mapping[str, Mapping[str, object]] | None
 ) -> dict[tuple[str, str], dict]:
     from micronbert.data.datasets import read_dataset
 

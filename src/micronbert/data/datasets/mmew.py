@@ -40,12 +40,16 @@ def read(root: str | Path, options: LoadOptions, report: LoadReport) -> pd.DataF
         report.warn("MMEW frame rate 90 fps is unconfirmed (DATASETS.md §9); pass fps= if it differs")
     clips = _clip_folders(base, report) if options.check_frames else {}
     samples = []
-    for row, source, subject in sheet_rows(sheet, DATASET, report, lambda row: plain_id(row[names["subject"]], "MMEW subject")):
+    def subject_of(row: dict) -> str:
+        return plain_id(row[names["subject"]], "MMEW subject")
+
+    for row, source, subject in sheet_rows(sheet, DATASET, report, subject_of):
         clip = cell_text(row[names["clip"]]) or ""
         emotion = normalise_emotion(row[names["emotion"]])
         folder = clips.get(clip.lower())
         if folder is not None and normalise_emotion(folder.parent.name) != emotion:
-            report.warn(f"{source}: clip {clip} is in folder {folder.parent.name!r} but the sheet says {emotion!r}; the sheet is used")
+            report.warn(f"{source}: clip {clip} is in folder {folder.parent.name!r} but the sheet says {emotion!r}; "
+                        "the sheet is used")
         samples.append(
             sample_from_row(
                 row,
@@ -66,7 +70,8 @@ def read(root: str | Path, options: LoadOptions, report: LoadReport) -> pd.DataF
 def _clip_folders(base: Path, report: LoadReport) -> dict[str, Path]:
     micro = find_nested_dir(base, ["Micro_Expression", "Micro-Expression", "MicroExpression"])
     if micro is None:
-        raise FileNotFoundError(f"no MMEW Micro_Expression folder under {base}; pass check_frames=False to read the sheet alone")
+        raise FileNotFoundError(f"no MMEW Micro_Expression folder under {base}; pass check_frames=False to read the "
+                                "sheet alone")
     report.note(f"MMEW frames: {micro}")
     return {
         clip.name.lower(): clip

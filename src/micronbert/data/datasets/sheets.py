@@ -204,7 +204,8 @@ def column(sheet: Sheet, aliases: Sequence[str], required: bool = True) -> str |
         if normalise_name(alias) in by_name:
             return by_name[normalise_name(alias)]
     if required:
-        raise ValueError(f"{sheet.path}: no column named any of {list(aliases)}; columns are {list(sheet.frame.columns)}")
+        raise ValueError(f"{sheet.path}: no column named any of {list(aliases)}; columns are "
+                         f"{list(sheet.frame.columns)}")
     return None
 
 

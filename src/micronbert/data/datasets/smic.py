@@ -57,7 +57,8 @@ def read(
     if not confirmed and options.fps is None:
         report.warn(f"SMIC-{mod} frame rate {fps:g} is unconfirmed (DATASETS.md §6); pass fps= if it differs")
     patterns = [rf"smic-{mod.lower()}-e_annotation.*\.(xlsx|xlsm|xls|csv)"]
-    use_sheet = source == "smic-e" or (source == "auto" and (options.annotation is not None or _has_sheet(base, patterns)))
+    use_sheet = source == "smic-e" or (
+        source == "auto" and (options.annotation is not None or _has_sheet(base, patterns)))
     if use_sheet:
         samples = _sheet_samples(base, options, report, mod, dataset, fps, patterns)
     else:
@@ -87,7 +88,8 @@ def _modality_dir(base: Path, mod: str, cropped: bool) -> Path:
     raise FileNotFoundError(f"no SMIC {mod} folder (SMIC_all_raw/{mod}, {mod}/ or s1/... folders) under {base}")
 
 
-def _folder_samples(base: Path, report: LoadReport, mod: str, dataset: str, fps: float, cropped: bool) -> list[RawSample]:
+def _folder_samples(base: Path, report: LoadReport, mod: str, dataset: str, fps: float,
+                    cropped: bool) -> list[RawSample]:
     modality_dir = _modality_dir(base, mod, cropped)
     report.note(f"SMIC-{mod}: labels from the emotion folders under {modality_dir}")
     samples = []
@@ -104,7 +106,8 @@ def _folder_samples(base: Path, report: LoadReport, mod: str, dataset: str, fps:
     return samples
 
 
-def _folder_sample(clip_dir: Path, emotion: str, subject_name: str, dataset: str, fps: float, report: LoadReport) -> RawSample | None:
+def _folder_sample(clip_dir: Path, emotion: str, subject_name: str, dataset: str, fps: float,
+                   report: LoadReport) -> RawSample | None:
     subject = smic_subject(subject_name)
     clip = smic_clip(clip_dir.name)
     key = f"{dataset} {dataset}/{subject} {clip}"
@@ -144,7 +147,8 @@ def _sheet_samples(
     emotion_col = column(sheet, ("Emotion",), required=False)
     frames_root = find_nested_dir(base, [f"SMIC-{mod}-E"], max_depth=4) if options.check_frames else None
     if options.check_frames and frames_root is None:
-        raise FileNotFoundError(f"no SMIC-{mod}-E frame folder under {base}; pass check_frames=False to read the sheet alone")
+        raise FileNotFoundError(f"no SMIC-{mod}-E frame folder under {base}; pass check_frames=False to read the "
+                                "sheet alone")
     samples = []
     for index, row in enumerate(sheet.frame.to_dict(orient="records")):
         try:

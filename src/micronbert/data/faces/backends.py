@@ -84,8 +84,8 @@ class OpenCVCascadeBackend:
 
     Faces are searched on a histogram-equalised copy downscaled to ``detection_max_side``; eyes are
     searched in the upper part of each face box, resized to ``eye_roi_width`` pixels wide, with the
-    eye cascades, one candidate per image half (median of the detections there). When no consistent pair is found, the eyes are placed at
-    typical positions inside the box and the detection says so in ``notes``.
+    eye cascades, one candidate per image half (median of the detections there). When no consistent pair is found,
+    the eyes are placed at typical positions inside the box and the detection says so in ``notes``.
     """
 
     name = "opencv"
