@@ -158,3 +158,16 @@ def test_finetune_writes_a_loadable_model(casme2_table: pd.DataFrame, tmp_path: 
     assert len(saved["train_loss"]) == 3 and all(loss > 0 for loss in saved["train_loss"])
     assert (out / "training_loss.png").stat().st_size > 0
     assert load(out / "model").config.num_classes == len(names)
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_select_on_test_for_micronbert_leaves_its_honest_result_unchanged(mode: str, casme2_table: pd.DataFrame,
+                                                                          tmp_path: Path) -> None:
+    config = recognition_config({"train.epochs": 3, "train.mode": mode, "cache.dir": str(tmp_path / "cache")})
+    split = {"protocol": "split", "test_subjects": ["casme2/sub01"]}
+    honest = evaluate(casme2_table, "micronbert", config, tmp_path / "honest", NAMES, **split)
+    both = evaluate(casme2_table, "micronbert", config, tmp_path / "both", NAMES, select_on_test=True, **split)
+    assert _same(both.metrics, honest.metrics)
+    chosen = json.loads((tmp_path / "both" / "metrics.json").read_text())["selected_on_test"]
+    assert chosen["available"] and chosen["uf1"] >= honest.metrics["uf1"]
+    assert chosen["epochs"][0]["epochs"] == 3

@@ -32,6 +32,7 @@ from micronbert.baselines import (
 from micronbert.data.labelled_pairs import LabelledPairs, load_labelled_pairs
 from micronbert.model import named_config, save
 from micronbert.train.finetune import (
+    EpochEnd,
     FinetuneConfig,
     build_model,
     cached_pair_tokens,
@@ -226,8 +227,7 @@ class MicronBertMethod(Method):
         return []
 
     def select_on_test_unavailable(self) -> str | None:
-        return ("μ-BERT's training loops (micronbert.train.finetune) have no per-epoch hook yet, so its test scores "
-                "cannot be recorded epoch by epoch")
+        return None
 
     def fit(self, train: np.ndarray, *, target: np.ndarray | None = None, watch: np.ndarray | None = None) -> None:
         torch.manual_seed(self.config.train.seed)
@@ -236,18 +236,26 @@ class MicronBertMethod(Method):
         if self.synthetic is not None:
             every = np.arange(len(self.synthetic))
             self.pretrain_loss = self._train(every, self.synthetic, self.synthetic_tokens, self.synthetic_features)
-        self.train_loss = self._train(train, self.pairs, self.tokens, self.features)
+        self.epoch_probabilities = [] if watch is not None else None
+
+        def score_watched(epoch: int, loss: float) -> None:  # --select-on-test: the watched samples after each epoch
+            self.epoch_probabilities.append(self.predict_proba(watch))
+            self.model.train()
+
+        self.train_loss = self._train(train, self.pairs, self.tokens, self.features,
+                                      score_watched if watch is not None else None)
 
     def _train(self, positions: np.ndarray, pairs: LabelledPairs, tokens: tuple[torch.Tensor, torch.Tensor] | None,
-               features: torch.Tensor | None) -> list[float]:
+               features: torch.Tensor | None, epoch_end: EpochEnd | None = None) -> list[float]:
         labels = pairs.labels[positions]
         if features is not None:
-            return train_head_on_features(self.model, features[positions], labels, self.config, self.progress)
+            return train_head_on_features(self.model, features[positions], labels, self.config, self.progress,
+                                          epoch_end)
         if tokens is not None:
             return train_on_tokens(self.model, tokens[0][positions], tokens[1][positions], labels, self.config,
-                                   self.progress)
+                                   self.progress, epoch_end)
         return train_on_pairs(self.model, pairs.onsets[positions], pairs.apexes[positions], labels, self.config,
-                              progress=self.progress)
+                              progress=self.progress, epoch_end=epoch_end)
 
     def save(self, folder: Path, class_names: Sequence[str] | None = None) -> None:
         save(self.model, folder)

@@ -36,6 +36,7 @@ from micronbert.train.device import DEVICES, autocast_for, pick_device
 from micronbert.train.token_cache import CacheStats, TokenCacheConfig
 
 MODES = ("finetune", "frozen")
+EpochEnd = Callable[[int, float], None]  # called after each training epoch with its index and mean loss
 FROZEN_TRAIN = ("dma+head", "head")
 
 
@@ -61,7 +62,9 @@ class FinetuneTrainConfig(Config):
     """What trains and for how long: ``mode`` (``finetune`` or ``frozen``), in frozen mode ``frozen_train``
     (``dma+head``, METHOD.md §8, or ``head``, DMA kept as loaded, far cheaper at 224), the fixed budget of
     ``epochs`` × batches of ``batch_size`` per fold, the head's dropout, class-weighted cross-entropy, seed;
-    ``device`` (``auto``: the GPU when there is one) and ``bf16`` autocast there."""
+    ``device`` (``auto``: the GPU when there is one) and ``bf16`` autocast there; ``pretrain_on_synthetic``: train
+    first on that many of micronbert's synthetic AU micro-expressions, then on the real training samples (the
+    protocol of MiE-X; 0: off)."""
 
     mode: str = "frozen"
     frozen_train: str = "dma+head"
@@ -72,6 +75,7 @@ class FinetuneTrainConfig(Config):
     seed: int = 0
     device: str = "auto"
     bf16: bool = True
+    pretrain_on_synthetic: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -82,6 +86,8 @@ class FinetuneTrainConfig(Config):
         check_positive_int("train.batch_size", self.batch_size)
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"train.head_dropout must lie in [0, 1), got {self.head_dropout}")
+        if self.pretrain_on_synthetic < 0:
+            raise ValueError(f"train.pretrain_on_synthetic must be >= 0, got {self.pretrain_on_synthetic}")
         if self.device not in DEVICES:
             raise ValueError(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 
@@ -141,17 +147,21 @@ def _batches(count: int, batch_size: int, generator: torch.Generator) -> list[to
 
 
 def _train_epochs(config: FinetuneConfig, count: int, generator: torch.Generator,
-                  train_batch: Callable[[torch.Tensor], torch.Tensor], progress: bool) -> list[float]:
+                  train_batch: Callable[[torch.Tensor], torch.Tensor], progress: bool,
+                  epoch_end: EpochEnd | None = None) -> list[float]:
     """``config.train.epochs`` passes over ``count`` samples in shuffled batches; ``train_batch`` takes one optimiser
-    step on a batch of positions and returns its loss. Returns the mean training loss of each epoch."""
+    step on a batch of positions and returns its loss; ``epoch_end(epoch, loss)`` is called after each epoch.
+    Returns the mean training loss of each epoch."""
     losses = []
     bar = tqdm(range(config.train.epochs), desc="epochs", unit="epoch", disable=not progress, file=sys.stderr)
-    for _ in bar:
+    for epoch in bar:
         total: torch.Tensor | float = 0.0
         for batch in _batches(count, config.train.batch_size, generator):
             total = total + train_batch(batch).float() * len(batch)  # stays on the device until the epoch ends
         losses.append(float(total) / count)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+        if epoch_end is not None:
+            epoch_end(epoch, losses[-1])
     return losses
 
 
@@ -171,7 +181,8 @@ def _check_training_labels(labels: np.ndarray, num_classes: int) -> None:
 
 
 def train_on_pairs(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, labels: np.ndarray,
-                   config: FinetuneConfig, mode: str = "finetune", progress: bool = False) -> list[float]:
+                   config: FinetuneConfig, mode: str = "finetune", progress: bool = False,
+                   epoch_end: EpochEnd | None = None) -> list[float]:
     """Train on uint8 image pairs (n, S, S, 3) for ``config.train.epochs`` epochs with paired augmentation; returns
     the mean training loss of each epoch."""
     _check_training_labels(labels, model.config.num_classes)
@@ -189,13 +200,14 @@ def train_on_pairs(model: MicronBERT, onsets: np.ndarray, apexes: np.ndarray, la
         return _step(optimiser, logits, targets[batch.to(device)], weights)
 
     model.train()
-    losses = _train_epochs(config, len(labels), generator, train_batch, progress)
+    losses = _train_epochs(config, len(labels), generator, train_batch, progress, epoch_end)
     model.eval()
     return losses
 
 
 def train_on_tokens(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: torch.Tensor,
-                    labels: np.ndarray, config: FinetuneConfig, progress: bool = False) -> list[float]:
+                    labels: np.ndarray, config: FinetuneConfig, progress: bool = False,
+                    epoch_end: EpochEnd | None = None) -> list[float]:
     """``frozen`` mode: train DMA and head on cached encoder tokens (n, 1 + N, dim) for ``config.train.epochs``;
     returns the mean training loss of each epoch."""
     _check_training_labels(labels, model.config.num_classes)
@@ -211,7 +223,7 @@ def train_on_tokens(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: 
         return _step(optimiser, logits, targets[batch.to(device)], weights)
 
     model.train()
-    losses = _train_epochs(config, len(labels), generator, train_batch, progress)
+    losses = _train_epochs(config, len(labels), generator, train_batch, progress, epoch_end)
     model.eval()
     return losses
 
@@ -230,7 +242,8 @@ def head_inputs(model: MicronBERT, onset_tokens: torch.Tensor, apex_tokens: torc
 
 
 def train_head_on_features(model: MicronBERT, features: torch.Tensor, labels: np.ndarray,
-                           config: FinetuneConfig, progress: bool = False) -> list[float]:
+                           config: FinetuneConfig, progress: bool = False,
+                           epoch_end: EpochEnd | None = None) -> list[float]:
     """``frozen_train: head``: train only the recognition head on precomputed head inputs for ``config.train.epochs``;
     returns the mean training loss of each epoch."""
     _check_training_labels(labels, model.config.num_classes)
@@ -250,7 +263,7 @@ def train_head_on_features(model: MicronBERT, features: torch.Tensor, labels: np
         return _step(optimiser, head(features[index]), targets[index], weights)
 
     model.train()
-    losses = _train_epochs(config, len(labels), generator, train_batch, progress)
+    losses = _train_epochs(config, len(labels), generator, train_batch, progress, epoch_end)
     model.eval()
     return losses
 
