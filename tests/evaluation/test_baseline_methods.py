@@ -24,7 +24,8 @@ from micronbert.data.faces import FaceDetection
 from micronbert.data.frames import frame_path, read_frame
 from micronbert.data.inputs import layer
 from micronbert.evaluation import baseline_methods
-from micronbert.evaluation.methods import ALIASES, METHODS, get_method, load_method, predict_pair, predict_samples
+from micronbert.evaluation.baseline_methods import load_method, predict_pair, predict_samples
+from micronbert.evaluation.methods import ALIASES, METHODS, get_method
 from micronbert.evaluation.runner import evaluate, finetune, synthetic_class_map
 from tests.recognition_fixtures import SCHEME, recognition_config, synthetic_casme2_table
 

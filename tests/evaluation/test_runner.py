@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from micronbert.data.datasets import get_scheme
-from micronbert.evaluation import methods
+from micronbert.evaluation import baseline_methods
 from micronbert.evaluation.runner import evaluate, finetune, run_loso
 from micronbert.metrics import pooled_metrics, read_megc_log
 from micronbert.model import load
@@ -53,13 +53,13 @@ def test_interrupted_evaluation_resumes_at_the_next_fold(casme2_table: pd.DataFr
     before = (tmp_path / "predictions_megc.txt").read_text()
     (tmp_path / "folds" / "003.json").unlink()
     calls = []
-    original = methods.STSTNetMethod.predict_proba
+    original = baseline_methods.STSTNetMethod.predict_proba
 
     def counting(self, test):
         calls.append(len(test))
         return original(self, test)
 
-    monkeypatch.setattr(methods.STSTNetMethod, "predict_proba", counting)
+    monkeypatch.setattr(baseline_methods.STSTNetMethod, "predict_proba", counting)
     second = evaluate(casme2_table, "ststnet", config, tmp_path, NAMES)
     assert len(calls) == 1 and second.folds_resumed == 3
     assert (tmp_path / "predictions_megc.txt").read_text() == before

@@ -329,17 +329,3 @@ class FlowGridMethod(LinearBaselineMethod):
 
     def classifier(self) -> PairFeatureClassifier:
         return FlowGridClassifier(max(self.num_classes, 2), self.config.baselines.flowgrid)
-
-
-# The network and classical baselines register themselves when their module is imported; it needs the classes
-# above, hence the import at the end (it works whichever of the two modules is imported first).
-import micronbert.evaluation.baseline_methods  # noqa: E402,F401
-
-BASELINE_NAMES = ("NetworkMethod", "STSTNetMethod", "load_method", "predict_pair", "predict_samples")
-
-
-def __getattr__(name: str) -> Any:
-    """The names of :mod:`micronbert.evaluation.baseline_methods` re-exported here (:data:`BASELINE_NAMES`)."""
-    if name in BASELINE_NAMES:
-        return getattr(micronbert.evaluation.baseline_methods, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

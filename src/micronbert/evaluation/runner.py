@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from micronbert.data.datasets import load as load_dataset
 from micronbert.data.synthetic import SynthConfig, write_synthetic_dataset
 from micronbert.data.synthetic.config import MAX_SUBJECTS
 from micronbert.data.synthetic.writers import CASME2_DIR
-from micronbert.datasets import load as load_dataset
 from micronbert.evaluation.baseline_methods import input_cache_dir
 from micronbert.evaluation.folds import Fold, make_folds
 from micronbert.evaluation.methods import (

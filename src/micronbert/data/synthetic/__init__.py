@@ -28,6 +28,7 @@ from .actions import (
 )
 from .config import SynthConfig
 from .faces import ANCHOR_NAMES, IBUG_ANCHORS, FaceLayers, FaceModel, PhotoFace, SyntheticFace
+from .long import LongVideoConfig, LongVideoDataset, read_long_ground_truth, write_long_videos
 from .nuisance import Background, HeadPose, NuisanceConfig, NuisanceTrack, jpeg_roundtrip
 from .render import FramePair, RenderedClip, Scene, make_pair, render_clip
 from .writers import (
@@ -43,12 +44,11 @@ from .writers import (
 )
 
 __all__ = [
-    "ACTION_UNITS", "ANCHOR_NAMES", "AUComponent", "ActionUnit", "Background", "CASME2_EMOTION_BY_CLASS",
-    "CLASSES", "CLASS_AU_COMBINATIONS", "CODING_COLUMNS", "CODING_SHEET", "DEFAULT_AMPLITUDE", "FaceLayers",
-    "FaceModel",
-    "FramePair", "FrameTiming", "HeadPose", "IBUG_ANCHORS", "MicroExpression", "NuisanceConfig", "NuisanceTrack",
-    "PhotoFace", "RenderedClip", "Scene", "SynthConfig", "SyntheticDataset", "SyntheticFace", "casme2_emotion",
-    "format_action_units", "jpeg_roundtrip", "make_pair", "read_clip_masks", "render_clip", "render_nuisance",
-    "sample_expression", "scene_from_ground_truth", "unit_displacement_field", "video_codec",
-    "write_coding_sheet", "write_synthetic_dataset",
+    "ACTION_UNITS", "ANCHOR_NAMES", "AUComponent", "ActionUnit", "Background", "CASME2_EMOTION_BY_CLASS", "CLASSES",
+    "CLASS_AU_COMBINATIONS", "CODING_COLUMNS", "CODING_SHEET", "DEFAULT_AMPLITUDE", "FaceLayers", "FaceModel",
+    "FramePair", "FrameTiming", "HeadPose", "IBUG_ANCHORS", "LongVideoConfig", "LongVideoDataset", "MicroExpression",
+    "NuisanceConfig", "NuisanceTrack", "PhotoFace", "RenderedClip", "Scene", "SynthConfig", "SyntheticDataset",
+    "SyntheticFace", "casme2_emotion", "format_action_units", "jpeg_roundtrip", "make_pair", "read_clip_masks",
+    "read_long_ground_truth", "render_clip", "render_nuisance", "sample_expression", "scene_from_ground_truth",
+    "unit_displacement_field", "video_codec", "write_coding_sheet", "write_long_videos", "write_synthetic_dataset",
 ]
