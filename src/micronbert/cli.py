@@ -110,11 +110,19 @@ def _pretrain_config(args: argparse.Namespace) -> Any:
     return PretrainConfig.from_options(args.config, args.overrides)
 
 
+def _spot_config(args: argparse.Namespace) -> Any:
+    from .spotting import SpotConfig
+
+    values = _given(args, {"spotter": "spotter", "weights": "micronbert.model.weights", "device": "micronbert.device",
+                           "fps": "track.fps", "backend": "track.backend"})
+    return SpotConfig.from_options(args.config, args.overrides, values)
+
+
 def command_config(args: argparse.Namespace) -> Any:
     """The configuration a parsed command line describes (defaults, ``--config``, ``--set``, own options)."""
     builders = {"demo": _demo_config, "synth": _synth_config, "prepare": _prepare_config,
                 "pretrain": _pretrain_config, "pretrain-index": _pretrain_config, "finetune": _recognition_config,
-                "evaluate": _recognition_config}
+                "evaluate": _recognition_config, "spot": _spot_config}
     if args.command not in builders:
         raise ValueError(f"micronbert {args.command} takes no configuration")
     return builders[args.command](args)
@@ -305,6 +313,54 @@ def _predict(args: argparse.Namespace) -> int:
     for _, error in failed:
         print(f"failed: {error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _spot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .spotting import recordings_in, spot_recording, write_recording_spot
+
+    config = _spot_config(args)
+    if config.spotter == "micronbert" and not config.micronbert.model.weights:
+        print("micronbert spot: warning: the micronbert spotter has no pre-trained weights (give --weights); its "
+              "signal comes from a randomly initialised model", file=sys.stderr)
+    recordings = [recording for path in args.inputs for recording in recordings_in(path)]
+    names = [recording.stem if recording.is_file() else recording.name for recording in recordings]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"recordings share a name ({', '.join(repeated)}): their outputs would overwrite each other")
+    spotter = config.build_spotter()
+    reports, failed = [], []
+    for recording in recordings:
+        try:
+            result = spot_recording(recording, spotter, config.track, progress=not args.json)
+        except (ValueError, FileNotFoundError) as err:
+            if len(recordings) == 1:
+                raise
+            failed.append({"recording": str(recording), "error": str(err)})
+            print(f"micronbert spot: {recording}: {err}", file=sys.stderr)
+            continue
+        paths = write_recording_spot(result, args.out, figure=not args.no_figure)
+        reports.append(result.to_dict() | {"files": {kind: str(path) for kind, path in paths.items()}})
+        if not args.json:
+            _print_spot(result.to_dict(), paths)
+    if args.json:
+        print(json.dumps({"recordings": reports, "failed": failed}, indent=2))
+    print(f"wrote the intervals of {len(reports)} recording(s) into {Path(args.out)}"
+          + (f"; {len(failed)} failed" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _print_spot(report: dict[str, Any], paths: dict[str, Any]) -> None:
+    print(f"{report['video']}: {len(report['intervals'])} interval(s) in {report['frames']} frames "
+          f"({report['fps']:.2f} fps)")
+    for span in report["faceless"]:
+        print(f"  no face: frames {span['onset']}-{span['offset']} ({span['start_s']:.2f}-{span['end_s']:.2f} s): "
+              f"{span['reason']}")
+    for row in report["intervals"]:
+        print(f"  {row['type']:5s} frames {row['onset']}-{row['offset']} (apex {row['apex']}, "
+              f"{row['onset_s']:.2f}-{row['offset_s']:.2f} s), score {row['score']:.2f}")
+    print("  files: " + ", ".join(str(path) for path in paths.values()))
 
 
 def _convert_official(args: argparse.Namespace) -> int:
@@ -503,6 +559,32 @@ def _predict_parser(commands: Any) -> None:
     predict.set_defaults(run=_predict)
 
 
+def _spot_parser(commands: Any) -> None:
+    from .spotting import available_spotters
+
+    spot = commands.add_parser(
+        "spot", help="spot micro- and macro-expressions in raw recordings (MEGC CSV, JSON, timeline)",
+        description="Follow the face through each recording (a video file, a folder of numbered frames, or a folder "
+        "of them), spot the intervals of micro- and macro-expressions, and write per recording <name>.csv (MEGC "
+        "vid,onset,offset,type; frames count from 1), <name>.json (intervals with apex, score and times, frames "
+        "without a face, shots) and <name>_timeline.png. Frames without a face are reported and never given to the "
+        "spotter; a recording without any face is an error. Thresholds are the spotter's defaults unless set with "
+        "--set (e.g. --set flow_roi.micro_p=0.2).")
+    spot.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER", help="recordings to spot")
+    spot.add_argument("--out", default="spotted", help="output folder (default: spotted)")
+    spot.add_argument("--spotter", choices=available_spotters(), help="the spotter (default flow-roi)")
+    spot.add_argument("--weights", help="micronbert spotter: a pre-trained model folder (sets "
+                      "micronbert.model.weights)")
+    spot.add_argument("--device", choices=DEVICES, help="micronbert spotter: where the model runs (sets "
+                      "micronbert.device)")
+    spot.add_argument("--fps", type=float, help="frame rate of frame folders (sets track.fps; videos carry theirs)")
+    spot.add_argument("--backend", help="face backend (sets track.backend; default opencv)")
+    spot.add_argument("--no-figure", action="store_true", help="do not draw the timelines")
+    spot.add_argument("--json", action="store_true", help="print the reports as JSON (and no progress bars)")
+    _add_config_options(spot, "a YAML with spotter:, flow_roi:, micronbert:, track: sections")
+    spot.set_defaults(run=_spot)
+
+
 def _small_parsers(commands: Any) -> None:
     convert = commands.add_parser("convert-official", help="convert the published checkpoint to micronbert's format",
                                   description="Read the published Micron-BERT checkpoint (.pth; loaded with "
@@ -520,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="micronbert", description="Micron-BERT for facial micro-expressions.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_demo_parser, _synth_parser, _prepare_parser, _pretrain_parser, _pretrain_index_parser,
-                _finetune_parser, _evaluate_parser, _predict_parser, _small_parsers):
+                _finetune_parser, _evaluate_parser, _predict_parser, _spot_parser, _small_parsers):
         add(commands)
     return parser
 

@@ -193,6 +193,45 @@ def confusion_grid_figure(matrices: Sequence[np.ndarray], titles: Sequence[str],
     return figure
 
 
+SPOT_COLOURS = {"micro": "tab:red", "macro": "tab:blue", "blink": "tab:green"}
+
+
+def spotting_timeline_figure(seconds: np.ndarray, curves: dict[str, tuple[np.ndarray, float]],
+                             intervals: Sequence[tuple[float, float, str]], faceless: Sequence[tuple[float, float]],
+                             thumbnails: Sequence[tuple[float, np.ndarray]], duration: float,
+                             title: str) -> plt.Figure:
+    """A spotting timeline: one panel per class with its score curve against ``seconds`` and its threshold (dashed),
+    the spotted ``intervals`` (start s, end s, class) shaded in their class colour, the ``faceless`` stretches hatched
+    grey; below, the ``thumbnails`` (time s, RGB image) of the face at the apex of the best intervals."""
+    rows = max(1, len(curves))
+    has_thumbs = bool(thumbnails)
+    heights = [2.0] * rows + ([1.6] if has_thumbs else [])
+    figure = plt.figure(figsize=(11, sum(heights) + 0.8))
+    grid = figure.add_gridspec(len(heights), max(1, len(thumbnails)), height_ratios=heights)
+    axes = [figure.add_subplot(grid[row, :]) for row in range(rows)]
+    for axis, (name, (curve, threshold)) in zip(axes, curves.items()):
+        axis.plot(seconds, curve, color=SPOT_COLOURS.get(name, "black"), linewidth=0.8, label=f"{name} score")
+        axis.axhline(threshold, color="black", linestyle="--", linewidth=0.8, label="threshold")
+        axis.set_ylabel(name)
+        axis.legend(fontsize="small", loc="upper right")
+    for axis in axes:
+        for start, end, kind in intervals:
+            axis.axvspan(start, end, color=SPOT_COLOURS.get(kind, "grey"), alpha=0.25, linewidth=0)
+        for start, end in faceless:
+            axis.axvspan(start, end, facecolor="none", edgecolor="grey", hatch="//", linewidth=0)
+        axis.set_xlim(0, max(duration, 1e-6))
+        axis.grid(alpha=0.3)
+    axes[-1].set_xlabel("time (s); shaded: spotted intervals (red micro, blue macro); hatched: no face")
+    for column, (moment, image) in enumerate(thumbnails):
+        axis = figure.add_subplot(grid[rows, column])
+        axis.imshow(image)
+        axis.set_title(f"{moment:.2f} s", fontsize="small")
+        axis.axis("off")
+    figure.suptitle(title, fontsize="medium")
+    figure.tight_layout()
+    return figure
+
+
 def heat_to_rgb(heat: np.ndarray, width: int, height: int) -> np.ndarray:
     """A (grid_h, grid_w) map scaled by its maximum, enlarged to width×height (nearest) and coloured (inferno),
     as uint8 RGB."""

@@ -48,6 +48,7 @@ from micronbert.spotting.peaks import (
     drop_micro_within_macro,
     duration_types,
     empty_predictions,
+    moilanen_threshold,
     suppress_overlaps,
 )
 from micronbert.spotting.signals import (
@@ -60,6 +61,7 @@ from micronbert.spotting.signals import (
     roi_flow_signal,
     temporal_stride,
 )
+from micronbert.train.device import DEVICES, pick_device
 
 SPOT_CLASSES: tuple[str, ...] = ("micro", "macro")
 DEFAULT_P_GRID: tuple[float, ...] = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -243,6 +245,18 @@ class _Contrasts:
     rules: Mapping[str, PeakRule]
 
 
+@dataclass(frozen=True)
+class SpotTrace:
+    """One video's spotting in detail (for the timeline figure): each class's smoothed contrast at the video's frame
+    numbers ``frames`` (NaN-free; 0 where there is no face) and its threshold, and the ``intervals`` spotted."""
+
+    video: str
+    frames: np.ndarray
+    contrast: Mapping[str, np.ndarray]
+    threshold: Mapping[str, float]
+    intervals: pd.DataFrame
+
+
 class Spotter(ABC):
     """A spotter: a per-frame signal plus the shared post-processing (see the module docstring)."""
 
@@ -279,6 +293,16 @@ class Spotter(ABC):
         cache = cache if cache is not None else SignalCache()
         tables = [self._intervals(self._contrasts(video, self.settings, cache), self.settings) for video in videos]
         return _sorted(pd.concat(tables, ignore_index=True)) if tables else empty_predictions()
+
+    def trace(self, video: SpotVideo, cache: SignalCache | None = None) -> SpotTrace:
+        """What ``spot`` finds in one video, with each class's contrast curve and threshold."""
+        video = _checked_videos(video)[0]
+        contrasts = self._contrasts(video, self.settings, cache if cache is not None else SignalCache())
+        length = max((len(curve) for curve in contrasts.contrast.values()), default=0)
+        thresholds = {name: moilanen_threshold(curve, self.settings[name].p)
+                      for name, curve in contrasts.contrast.items()}
+        return SpotTrace(video.video, video.first_frame + np.arange(length) * contrasts.stride,
+                         dict(contrasts.contrast), thresholds, _sorted(self._intervals(contrasts, self.settings)))
 
     def _contrasts(self, video: SpotVideo, settings: Mapping[str, ClassSettings], cache: SignalCache) -> _Contrasts:
         stride = temporal_stride(video.fps, self.config.target_fps)
@@ -425,7 +449,7 @@ class FlowRoiSpotter(Spotter):
     """Training-free ROI optical-flow k-difference spotter (docs/SPOTTING.md §5.1)."""
 
     name = "flow-roi"
-    summary = "ROI optical flow between frames t−k and t, head motion removed, eyes masked; Moilanen contrast"
+    summary = "ROI optical flow of frame t against t−k and t+k, head motion removed, eyes masked; Moilanen contrast"
     config_class = FlowRoiConfig
     config: FlowRoiConfig
 
@@ -446,13 +470,18 @@ class MicronBertSpotterConfig(SpotterConfig):
     model: ModelInitConfig = field(default_factory=ModelInitConfig)
     device: str | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.device is not None and self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)} or None, got {self.device!r}")
+
 
 @register_spotter
 class MicronBertSpotter(Spotter):
     """The μ-BERT change of frame t against t−k in place of the flow (docs/SPOTTING.md §5.2)."""
 
     name = "micronbert"
-    summary = "μ-BERT change (relative DMA change over the face regions) between frames t−k and t; Moilanen contrast"
+    summary = "μ-BERT change of frame t against t−k and t+k over the face regions' patches; Moilanen contrast"
     config_class = MicronBertSpotterConfig
     config: MicronBertSpotterConfig
 
@@ -466,7 +495,7 @@ class MicronBertSpotter(Spotter):
         """The μ-BERT model (built from ``config.model`` on first use when none was given)."""
         if self._model is None:
             model = self.config.model.build()
-            self._model = model.to(self.config.device) if self.config.device is not None else model
+            self._model = model.to(pick_device(self.config.device)) if self.config.device is not None else model
         return self._model
 
     def with_settings(self, settings: Mapping[str, ClassSettings]) -> Spotter:

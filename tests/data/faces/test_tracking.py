@@ -20,6 +20,7 @@ from micronbert.data.faces.tracking import (
     NoFaceError,
     TrackedFrame,
     TrackSummary,
+    crops_at,
     read_face_clip,
     require_face,
     track_face,
@@ -126,6 +127,20 @@ def test_moving_face_is_followed_and_realigned_past_the_threshold(face_canvas):
     distance = config.align_config().target_eye_distance
     for frame in frames:
         assert np.linalg.norm(crop_eyes(frame) - targets, axis=1).max() <= config.realign_shift * distance
+
+
+def test_crops_at_reads_the_tracked_crops_again(face_canvas):
+    config = FaceTrackConfig(size=SIZE, fps=30)
+    source = [shifted(face_canvas, 0.5 * k, 0.25 * k) for k in range(30)] + [np.full_like(face_canvas, 20)] * 5
+    frames, summary = run(source, config)
+    wanted = [0, 7, 18, 29, 32]
+
+    crops = crops_at(source, summary, wanted)
+
+    assert sorted(crops) == [0, 7, 18, 29]  # frame 32 has no face
+    for index in crops:
+        np.testing.assert_array_equal(crops[index], frames[index].crop)
+    assert crops_at(source, summary, []) == {}
 
 
 def test_cut_to_an_empty_scene_and_back_is_reported(face_canvas):

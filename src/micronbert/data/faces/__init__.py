@@ -28,6 +28,7 @@ from micronbert.data.faces.tracking import (
     NoFaceError,
     TrackedFrame,
     TrackSummary,
+    crops_at,
     read_face_clip,
     require_face,
     track_face,
@@ -36,5 +37,5 @@ from micronbert.data.faces.tracking import (
 __all__ = ["AlignConfig", "AlignedClip", "Alignment", "CascadeConfig", "FaceAligner", "FaceAlignmentError",
            "FaceBackend", "FaceDetection", "FaceNotFoundError", "FaceTrack", "FaceTrackConfig", "LandmarkBackend",
            "MultipleFacesError", "NoFaceError", "OpenCVCascadeBackend", "TrackSummary", "TrackedFrame", "align_clip",
-           "landmark_backend_available", "make_backend", "read_face_clip", "require_face", "similarity_from_eyes",
-           "track_face", "typical_eyes"]
+           "crops_at", "landmark_backend_available", "make_backend", "read_face_clip", "require_face",
+           "similarity_from_eyes", "track_face", "typical_eyes"]

@@ -52,6 +52,7 @@ complete :class:`TrackSummary`) raised by the iterator after its last frame, so 
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import os
@@ -847,6 +848,39 @@ def read_face_clip(
         if frame.crop is not None:
             crops.append(frame.crop)
     return np.stack(crops), track.summary
+
+
+def crops_at(
+    video_or_frames: str | os.PathLike[str] | Iterable[np.ndarray],
+    summary: TrackSummary,
+    indices: Iterable[int],
+) -> dict[int, np.ndarray]:
+    """The aligned crops of some frames of a source already followed by :func:`track_face`, read again.
+
+    Each wanted frame with a face is warped by the alignment in force at that frame (the last of
+    ``summary.alignment_updates`` at or before it), which is how the track made its crop; frames without a face
+    are left out. The source is decoded up to the last wanted frame and only the wanted crops are kept.
+    """
+    wanted = sorted({int(index) for index in indices})
+    if not wanted:
+        return {}
+    source = _open_source(video_or_frames, summary.fps)
+    starts = [update.frame for update in summary.alignment_updates]
+    crops = {}
+    try:
+        for index, (rgb, _) in enumerate(source.frames):
+            if index > wanted[-1]:
+                break
+            if index not in wanted or not any(r.start <= index <= r.end for r in summary.face_ranges):
+                continue
+            update = bisect.bisect_right(starts, index) - 1
+            if update >= 0:
+                crops[index] = summary.alignment_updates[update].alignment.apply(rgb, f"{source.name} frame {index}")
+    finally:
+        close = getattr(source.frames, "close", None)
+        if close is not None:
+            close()
+    return crops
 
 
 def _too_long(summary: TrackSummary, length: str, max_frames: int) -> str:
