@@ -28,6 +28,7 @@ from micronbert.predict import (
     predict_clip,
     predict_pair,
     read_clip,
+    read_clip_faces,
 )
 from tests.recognition_fixtures import SCHEME, recognition_config
 
@@ -101,7 +102,7 @@ def test_a_model_with_a_volatility_head_also_gives_and_draws_the_surprise_map(tm
 def test_clip_apex_is_the_frame_of_largest_relative_dma_change(trained: tuple[Path, Path]) -> None:
     predictor = load_predictor(trained[0])
     clip = _clip_folders(trained[1])[1]
-    result = predict_clip(predictor, clip)
+    result = predict_clip(predictor, clip, face="none")
     frames, names = read_clip(clip)
     model = predictor.model
     with torch.no_grad():
@@ -174,7 +175,7 @@ def test_bad_clips_and_arguments_name_what_is_wrong(trained: tuple[Path, Path], 
     cv2.imwrite(str(mixed / "img1.png"), frames[0][..., ::-1])
     cv2.imwrite(str(mixed / "img2.png"), cv2.resize(frames[1][..., ::-1], (32, 32)))
     with pytest.raises(ValueError, match="mixed_clip: the clip's frames differ in size"):
-        predict_clip(predictor, mixed)
+        predict_clip(predictor, mixed, face="none")
 
     with pytest.raises(ValueError, match="2 class names for a head of 5 classes"):
         type(predictor)(predictor.model, ["a", "b"])
@@ -204,3 +205,47 @@ def test_cli_prints_the_picked_apex_for_a_clip(trained: tuple[Path, Path], tmp_p
     assert f"apex found automatically: {expected.apex_frame}" in printed
     assert f"onset {expected.onset_frame}" in printed
     assert str(tmp_path / "pictures") in printed and len(list((tmp_path / "pictures").glob("*.png"))) == 1
+
+
+def _shared_videos() -> Path:
+    folder = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_video"
+    if not folder.is_dir():
+        pytest.skip(f"real face videos not available ({folder} is absent)")
+    return folder
+
+
+def test_a_raw_clip_is_read_as_the_tracked_face(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    predictor = load_predictor(trained[0])
+    video = _shared_videos() / "single_face.mp4"
+
+    result = predict_clip(predictor, video)
+
+    crops, names, faceless = read_clip_faces(video, predictor.size)
+    assert faceless == [] and result.faceless == [] and len(crops) == 72
+    assert crops[0].shape == (predictor.size, predictor.size, 3)
+    crop_folder = tmp_path / "crops"
+    crop_folder.mkdir()
+    for number, crop in enumerate(crops, start=1):
+        cv2.imwrite(str(crop_folder / f"img{number:03d}.png"), crop[..., ::-1])
+    as_crops = predict_clip(predictor, crop_folder, face="none")
+    assert result.apex_frame == names[int(as_crops.apex_frame.split("img")[-1].split(".")[0]) - 1]
+    np.testing.assert_allclose(list(result.probabilities.values()), list(as_crops.probabilities.values()), atol=1e-5)
+    whole = predict_clip(predictor, video, face="none")
+    assert whole.probabilities != result.probabilities  # the whole 640x360 frame is not what the model reads
+
+
+def test_faceless_frames_of_a_raw_clip_are_reported_and_a_faceless_clip_refused(
+        trained: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
+    videos = _shared_videos()
+    predictor = load_predictor(trained[0])
+
+    result = predict_clip(predictor, videos / "face_noface.mov")
+
+    assert result.faceless and result.faceless[-1]["offset"] == 169 and result.faceless[-1]["onset"] > 60
+    apex_number = int(result.apex_frame.rsplit("#", 1)[1])
+    assert not any(span["onset"] <= apex_number <= span["offset"] for span in result.faceless)
+    with pytest.raises(ValueError, match="no face found in any of its 95 frames.*--face none"):
+        predict_clip(predictor, videos / "no_face.mp4")
+    assert main(["predict", "--model", str(trained[0]), "--clip", str(videos / "face_noface.mov"),
+                 "--no-pictures"]) == 0
+    assert "no face, left out: frames" in capsys.readouterr().out

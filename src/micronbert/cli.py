@@ -295,9 +295,10 @@ def _predict(args: argparse.Namespace) -> int:
     if chosen[0]:
         results = [predict_pair(predictor, args.onset, args.apex, out_dir)]
     elif chosen[1]:
-        results = [predict_clip(predictor, args.clip, out_dir)]
+        results = [predict_clip(predictor, args.clip, out_dir, args.face, args.apex_stride)]
     else:
-        results, failed = predict_batch(predictor, args.batch, out_dir, progress=not args.json)
+        results, failed = predict_batch(predictor, args.batch, out_dir, progress=not args.json, face=args.face,
+                                        apex_stride=args.apex_stride)
     if args.json:
         print(json.dumps({"predictions": [asdict(r) for r in results],
                           "failed": [{"clip": c, "error": e} for c, e in failed]}, indent=2))
@@ -308,6 +309,8 @@ def _predict(args: argparse.Namespace) -> int:
         if result.apex_searched:
             print(f"  apex found automatically: {result.apex_frame} (relative DMA change {result.apex_score:.4f}); "
                   f"onset {result.onset_frame}")
+        for span in result.faceless or []:
+            print(f"  no face, left out: frames {span['onset']}-{span['offset']} ({span['reason']})")
         if result.figure:
             print(f"  picture: {result.figure}")
     for _, error in failed:
@@ -361,6 +364,19 @@ def _print_spot(report: dict[str, Any], paths: dict[str, Any]) -> None:
         print(f"  {row['type']:5s} frames {row['onset']}-{row['offset']} (apex {row['apex']}, "
               f"{row['onset_s']:.2f}-{row['offset_s']:.2f} s), score {row['score']:.2f}")
     print("  files: " + ", ".join(str(path) for path in paths.values()))
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import describe, export_onnx
+    from .predict import Predictor, load_predictor
+
+    predictor = load_predictor(args.model)
+    if not isinstance(predictor, Predictor):
+        raise ValueError(f"{args.model} is an ONNX export already; give the `micronbert finetune` output folder")
+    report = export_onnx(predictor.model, args.out, int8=args.int8, opset=args.opset,
+                         class_names=predictor.class_names)
+    print(describe(report))
+    return 0
 
 
 def _convert_official(args: argparse.Namespace) -> int:
@@ -538,16 +554,25 @@ def _evaluate_parser(commands: Any) -> None:
 
 def _predict_parser(commands: Any) -> None:
     predict = commands.add_parser("predict", help="classify an onset/apex pair, a clip or a folder of clips",
-                                  description="Class probabilities from a fine-tuned model. For a clip (frame "
-                                  "folder or video) the apex is the frame whose relative DMA change against the "
-                                  "first frame (the mean of its relative change map) is largest; give the annotated "
-                                  "apex with --onset/--apex where there is one (benchmarks/bench_apex.py). Writes a "
-                                  "picture per sample into --out.")
-    predict.add_argument("--model", required=True, help="`micronbert finetune` output folder (model/ + classes.json); "
-                         "μ-BERT or a baseline trained with --method")
+                                  description="Class probabilities from a fine-tuned model. A clip (frame "
+                                  "folder or video) is a raw recording: the face is followed through it and the model "
+                                  "reads the aligned face (--face none for clips that are face crops already); the "
+                                  "apex is the frame whose relative DMA change against the first frame (the mean of "
+                                  "its relative change map) is largest; give the annotated apex with --onset/--apex "
+                                  "where there is one (benchmarks/bench_apex.py). Writes a picture per sample into "
+                                  "--out.")
+    predict.add_argument("--model", required=True, help="`micronbert finetune` output folder (model/ + classes.json), "
+                         "μ-BERT or a baseline trained with --method, or a `micronbert export` folder (ONNX)")
     predict.add_argument("--onset", help="onset image file")
     predict.add_argument("--apex", help="apex image file")
     predict.add_argument("--clip", help="a clip: folder of numbered frames or a video file")
+    predict.add_argument("--face", choices=("track", "none"), default="track",
+                         help="clips: track follows the face through a raw recording and reads aligned face crops "
+                         "(frames without a face are reported and left out); none reads frames that are already face "
+                         "crops as they are (default track)")
+    predict.add_argument("--apex-stride", type=int, default=1, metavar="N",
+                         help="clips: score every N-th frame first, then the frames around the best (faster; default "
+                         "1, every frame)")
     predict.add_argument("--batch", help="a folder of clips (sub-folders or videos), with a progress bar")
     predict.add_argument("--table", help="with a saved baseline: predict every row of a sample table (`micronbert "
                          "prepare` wrote it)")
@@ -585,6 +610,20 @@ def _spot_parser(commands: Any) -> None:
     spot.set_defaults(run=_spot)
 
 
+def _export_parser(commands: Any) -> None:
+    export = commands.add_parser(
+        "export", help="export a fine-tuned μ-BERT to ONNX for fast CPU inference (needs micronbert[export])",
+        description="Write MODEL's recognition, encoder and change graphs as ONNX into OUT with a JSON sidecar, after "
+        "checking on held-out synthetic pairs that ONNX Runtime gives the same class and (within a tolerance) the "
+        "same logits and change maps as PyTorch; --int8 quantises the encoder's linear layers. `micronbert predict "
+        "--model OUT` then runs through ONNX Runtime.")
+    export.add_argument("model", help="`micronbert finetune` output folder (model/ + classes.json)")
+    export.add_argument("out", help="output folder (new, empty, or an earlier export)")
+    export.add_argument("--int8", action="store_true", help="int8 weights for the encoder's linear layers")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    export.set_defaults(run=_export)
+
+
 def _small_parsers(commands: Any) -> None:
     convert = commands.add_parser("convert-official", help="convert the published checkpoint to micronbert's format",
                                   description="Read the published Micron-BERT checkpoint (.pth; loaded with "
@@ -602,7 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="micronbert", description="Micron-BERT for facial micro-expressions.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_demo_parser, _synth_parser, _prepare_parser, _pretrain_parser, _pretrain_index_parser,
-                _finetune_parser, _evaluate_parser, _predict_parser, _spot_parser, _small_parsers):
+                _finetune_parser, _evaluate_parser, _predict_parser, _spot_parser, _export_parser,
+                _small_parsers):
         add(commands)
     return parser
 
@@ -612,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"micronbert {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,10 +1,15 @@
 """Recognition of new samples: ``micronbert predict``.
 
-From two images (onset, apex) or from a clip (a folder of numbered frames or a video file). For a clip the
-apex is found automatically: every frame is compared with the first (onset) frame by DMA, and the frame whose
-change is largest (the largest mean of the relative change map, :func:`apex_scores`) is taken. Each sample gets
-a picture (onset, apex, DMA change map, relative change map, the surprise map when the model has a volatility
-head, and PoI saliency over the face, probabilities as bars) and a JSON-ready record.
+From two images (onset, apex) or from a clip (a folder of numbered frames or a video file). A clip is a raw
+recording by default: the face is followed through it (:func:`micronbert.data.faces.read_face_clip`: detection once
+per shot, tracking in between) and the model reads the aligned face crops; frames without a face are reported and
+left out. ``face="none"`` reads clips that are already face crops as they are. The apex is found automatically:
+every frame is compared with the first (onset) frame by DMA, and the frame whose change is largest (the largest mean
+of the relative change map, :func:`apex_scores`) is taken; ``apex_stride`` > 1 scores every stride-th frame first
+and then the frames around the best (:func:`micronbert.export.apex_search`). Each sample gets a picture (onset,
+apex, DMA change map, relative change map, the surprise map when the model has a volatility head, and PoI saliency
+over the face, probabilities as bars) and a JSON-ready record. A folder written by ``micronbert export`` (ONNX)
+predicts through ONNX Runtime.
 """
 from __future__ import annotations
 
@@ -17,14 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from micronbert.data.faces import FaceTrackConfig, NoFaceError, read_face_clip
 from micronbert.data.frames import IMAGE_EXTENSIONS, frame_number, list_frames, read_frame
 from micronbert.data.transforms import resize_square, to_model_input
+from micronbert.data.video import VIDEO_EXTENSIONS
+from micronbert.export import EagerScorer, OnnxRecognizer, apex_search, is_onnx_export
 from micronbert.io import read_json_mapping
 from micronbert.model import MicronBERT, change_map, load, relative_change_map, surprise_map
 from micronbert.train.device import pick_device
 from micronbert.viz import pair_maps_figure, patch_map_to_image, save_figure_atomically
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+FACE_MODES = ("track", "none")
+FOLDER_FPS = 30.0
 
 
 @dataclass
@@ -39,6 +48,7 @@ class Prediction:
     apex_searched: bool
     apex_score: float | None = None
     figure: str | None = None
+    faceless: list[dict[str, Any]] | None = None
 
 
 class Predictor:
@@ -52,6 +62,7 @@ class Predictor:
         self.model = model.eval()
         self.class_names = list(class_names)
         self.size = model.config.img_size
+        self.patch_size = model.config.patch_size
 
     @torch.no_grad()
     def pair(self, onset: np.ndarray, apex: np.ndarray) -> dict[str, Any]:
@@ -71,11 +82,13 @@ class Predictor:
             maps["surprise"] = surprise_map(relative, self.model.volatility(apex_tokens))[0]
         return {name: values.float().cpu().numpy() for name, values in maps.items()}
 
-    def find_apex(self, frames: Sequence[np.ndarray], batch_size: int = 16) -> tuple[int, np.ndarray]:
+    def find_apex(self, frames: Sequence[np.ndarray], batch_size: int = 16, stride: int = 1) -> tuple[int, np.ndarray]:
         """Index of the frame (after the first) that changes most against frame 0, and every frame's score
-        (:func:`apex_scores`)."""
-        score = apex_scores(self.model, frames, batch_size)
-        return int(np.argmax(score[1:]) + 1), score
+        (:func:`apex_scores`; with ``stride`` > 1 the strided search, NaN for the frames it did not score)."""
+        if stride == 1:
+            score = apex_scores(self.model, frames, batch_size)
+            return int(np.argmax(score[1:]) + 1), score
+        return apex_search(EagerScorer(self.model), frames, stride=stride, batch_size=batch_size)
 
 
 @torch.no_grad()
@@ -105,12 +118,16 @@ def apex_scores(model: MicronBERT, frames: Sequence[np.ndarray], batch_size: int
     return torch.cat(scores).float().cpu().numpy()
 
 
-def load_predictor(path: str | Path, class_names: Sequence[str] | None = None, device: str = "auto") -> Predictor:
+def load_predictor(path: str | Path, class_names: Sequence[str] | None = None,
+                   device: str = "auto") -> Predictor | OnnxRecognizer:
     """A predictor from a ``micronbert finetune`` output folder (model/ + classes.json) or a checkpoint
-    folder with ``class_names`` given, on ``device`` (``auto``: the GPU when there is one)."""
+    folder with ``class_names`` given, on ``device`` (``auto``: the GPU when there is one); from a ``micronbert
+    export`` folder, the ONNX Runtime recognizer (on the CPU)."""
     folder = Path(path)
     if not folder.exists():
         raise FileNotFoundError(f"model not found: {folder}")
+    if is_onnx_export(folder):
+        return OnnxRecognizer(folder, class_names)
     checkpoint = folder / "model" if (folder / "model").is_dir() else folder
     model = load(checkpoint)
     if class_names is None:
@@ -154,9 +171,30 @@ def read_clip(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
     return frames, [f"{clip}#{index + 1}" for index in range(len(frames))]
 
 
-def _figure(predictor: Predictor, onset: np.ndarray, apex: np.ndarray, maps: dict[str, Any], title: str,
-            path: Path) -> Path:
-    grid = predictor.size // predictor.model.config.patch_size
+def read_clip_faces(path: str | Path, size: int) -> tuple[list[np.ndarray], list[str], list[dict[str, Any]]]:
+    """The aligned face crops (``size`` pixels) of a raw clip, a name for each (as :func:`read_clip`) and the frame
+    ranges without a face (frame numbers from 1, with the reason); frame folders are followed as 30 fps."""
+    clip = Path(path)
+    if not clip.exists():
+        raise FileNotFoundError(f"clip not found: {clip}")
+    if clip.is_file() and clip.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise ValueError(f"{clip}: not a frame folder or a video ({', '.join(VIDEO_EXTENSIONS)})")
+    files = list_frames(clip) if clip.is_dir() else []
+    if clip.is_dir() and not files:
+        raise ValueError(f"{clip}: no numbered image files")
+    try:
+        crops, summary = read_face_clip(clip, FaceTrackConfig(size=size, fps=FOLDER_FPS if clip.is_dir() else None))
+    except NoFaceError as err:
+        raise ValueError(f"{err}; if the clip is already a face crop, give --face none") from None
+    indices = summary.face_frame_indices()
+    names = [str(files[i]) for i in indices] if files else [f"{clip}#{i + 1}" for i in indices]
+    faceless = [{"onset": r.start + 1, "offset": r.end + 1, "reason": r.reason} for r in summary.faceless_ranges]
+    return list(crops), names, faceless
+
+
+def _figure(predictor: Predictor | OnnxRecognizer, onset: np.ndarray, apex: np.ndarray, maps: dict[str, Any],
+            title: str, path: Path) -> Path:
+    grid = predictor.size // predictor.patch_size
     onset_small, apex_small = resize_square(onset, predictor.size), resize_square(apex, predictor.size)
     image = {kind: patch_map_to_image(maps[kind], grid, grid, predictor.size, predictor.size)
              for kind in ("change", "relative_change", "saliency", "surprise") if kind in maps}
@@ -166,7 +204,7 @@ def _figure(predictor: Predictor, onset: np.ndarray, apex: np.ndarray, maps: dic
     return save_figure_atomically(figure, path)
 
 
-def _prediction(predictor: Predictor, name: str, onset: np.ndarray, apex: np.ndarray, onset_name: str,
+def _prediction(predictor: Predictor | OnnxRecognizer, name: str, onset: np.ndarray, apex: np.ndarray, onset_name: str,
                 apex_name: str, out_dir: Path | None, apex_score: float | None) -> Prediction:
     maps = predictor.pair(onset, apex)
     probabilities = {cls: float(p) for cls, p in zip(predictor.class_names, maps["probabilities"])}
@@ -182,7 +220,7 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "sample"
 
 
-def predict_pair(predictor: Predictor, onset_path: str | Path, apex_path: str | Path,
+def predict_pair(predictor: Predictor | OnnxRecognizer, onset_path: str | Path, apex_path: str | Path,
                  out_dir: str | Path | None = None) -> Prediction:
     """Classify an (onset, apex) pair of image files; draws ``out_dir/<apex name>.png`` when asked."""
     onset, apex = read_frame(onset_path), read_frame(apex_path)
@@ -193,15 +231,25 @@ def predict_pair(predictor: Predictor, onset_path: str | Path, apex_path: str | 
                        Path(out_dir) if out_dir else None, None)
 
 
-def predict_clip(predictor: Predictor, clip: str | Path, out_dir: str | Path | None = None) -> Prediction:
-    """Classify a clip: its first frame is the onset and the apex is found by DMA (see the module doc)."""
-    frames, names = read_clip(clip)
+def predict_clip(predictor: Predictor | OnnxRecognizer, clip: str | Path, out_dir: str | Path | None = None,
+                 face: str = "track", apex_stride: int = 1) -> Prediction:
+    """Classify a clip: its first frame (with a face) is the onset and the apex is found by DMA (see the module
+    doc). ``face``: ``track`` follows the face through a raw clip, ``none`` reads frames that are face crops."""
+    if face not in FACE_MODES:
+        raise ValueError(f"face must be one of {FACE_MODES}, got {face!r}")
+    faceless = None
+    if face == "track":
+        frames, names, faceless = read_clip_faces(clip, predictor.size)
+    else:
+        frames, names = read_clip(clip)
     try:
-        apex_index, scores = predictor.find_apex(frames)
+        apex_index, scores = predictor.find_apex(frames, stride=apex_stride)
     except ValueError as err:
         raise ValueError(f"{clip}: {err}") from None
-    return _prediction(predictor, Path(clip).name, frames[0], frames[apex_index], names[0], names[apex_index],
-                       Path(out_dir) if out_dir else None, float(scores[apex_index]))
+    result = _prediction(predictor, Path(clip).name, frames[0], frames[apex_index], names[0], names[apex_index],
+                         Path(out_dir) if out_dir else None, float(scores[apex_index]))
+    result.faceless = faceless
+    return result
 
 
 def clips_in(folder: str | Path) -> list[Path]:
@@ -226,8 +274,9 @@ def _numbered(path: Path) -> bool:
     return True
 
 
-def predict_batch(predictor: Predictor, folder: str | Path, out_dir: str | Path | None = None,
-                  progress: bool = True) -> tuple[list[Prediction], list[tuple[str, str]]]:
+def predict_batch(predictor: Predictor | OnnxRecognizer, folder: str | Path, out_dir: str | Path | None = None,
+                  progress: bool = True, face: str = "track",
+                  apex_stride: int = 1) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Classify every clip of ``folder`` (see :func:`clips_in`); clips that fail are listed with the reason."""
     from tqdm import tqdm
 
@@ -237,7 +286,7 @@ def predict_batch(predictor: Predictor, folder: str | Path, out_dir: str | Path 
     results, failed = [], []
     for clip in tqdm(clips, desc="clips", unit="clip", disable=not progress, file=sys.stderr):
         try:
-            results.append(predict_clip(predictor, clip, out_dir))
+            results.append(predict_clip(predictor, clip, out_dir, face, apex_stride))
         except (ValueError, FileNotFoundError) as err:
             failed.append((str(clip), str(err)))
     return results, failed
