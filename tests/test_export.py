@@ -255,3 +255,19 @@ def test_the_export_command_writes_a_folder_that_predict_reads(model, tmp_path, 
     np.testing.assert_allclose([exported[c] for c in NAMES], [eager[c] for c in NAMES], atol=1e-4)
     assert main(["export", str(tmp_path / "onnx"), str(tmp_path / "again")]) == 2
     assert "is an ONNX export already" in capsys.readouterr().err
+
+
+def test_the_micronbert_spotter_runs_on_an_export_with_the_eager_signal(model, exports):
+    from micronbert.export import OnnxChangeModel
+    from micronbert.spotting import MicronBertSignalConfig, micronbert_signal
+
+    frames, _ = _clip_with_one_apex(7, n_frames=24)
+    crops = [frames[i] if i != 9 else None for i in range(len(frames))]  # a frame without a face on the way
+    config = MicronBertSignalConfig(batch_size=5)
+
+    eager = micronbert_signal(model, crops, [2, 4], fps=30, config=config)
+    exported = micronbert_signal(OnnxChangeModel(exports["float32"].folder), crops, [2, 4], fps=30, config=config)
+
+    assert exported.values.shape == eager.values.shape == (24, 2)
+    np.testing.assert_array_equal(np.isnan(exported.values), np.isnan(eager.values))
+    np.testing.assert_allclose(exported.values, eager.values, atol=1e-4, equal_nan=True)

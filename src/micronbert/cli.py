@@ -332,7 +332,7 @@ def _spot(args: argparse.Namespace) -> int:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ValueError(f"recordings share a name ({', '.join(repeated)}): their outputs would overwrite each other")
-    spotter = config.build_spotter()
+    spotter = config.build_spotter(**_onnx_spotter_model(config))
     reports, failed = [], []
     for recording in recordings:
         try:
@@ -352,6 +352,16 @@ def _spot(args: argparse.Namespace) -> int:
     print(f"wrote the intervals of {len(reports)} recording(s) into {Path(args.out)}"
           + (f"; {len(failed)} failed" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _onnx_spotter_model(config: Any) -> dict[str, Any]:
+    """``model=`` for the micronbert spotter when its weights are a `micronbert export` folder (ONNX Runtime)."""
+    weights = config.micronbert.model.weights
+    if config.spotter != "micronbert" or not weights:
+        return {}
+    from .export import OnnxChangeModel, is_onnx_export
+
+    return {"model": OnnxChangeModel(weights)} if is_onnx_export(weights) else {}
 
 
 def _print_spot(report: dict[str, Any], paths: dict[str, Any]) -> None:
@@ -599,7 +609,7 @@ def _spot_parser(commands: Any) -> None:
     spot.add_argument("--out", default="spotted", help="output folder (default: spotted)")
     spot.add_argument("--spotter", choices=available_spotters(), help="the spotter (default flow-roi)")
     spot.add_argument("--weights", help="micronbert spotter: a pre-trained model folder (sets "
-                      "micronbert.model.weights)")
+                      "micronbert.model.weights), or a `micronbert export` folder to run it through ONNX Runtime")
     spot.add_argument("--device", choices=DEVICES, help="micronbert spotter: where the model runs (sets "
                       "micronbert.device)")
     spot.add_argument("--fps", type=float, help="frame rate of frame folders (sets track.fps; videos carry theirs)")

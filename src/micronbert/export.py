@@ -673,6 +673,35 @@ class OnnxRecognizer:
         return apex_search(self, frames, stride=stride, batch_size=batch_size)
 
 
+class OnnxChangeModel(nn.Module):
+    """An export folder standing in for the model of the μ-BERT spotter (``micronbert spot --spotter micronbert
+    --weights EXPORT``): the calls its change signal makes (``encode``, ``relative_change``, ``dma``, ``config``,
+    ``device``) answered by ONNX Runtime's encoder and change graphs on the CPU. It has no parameters."""
+
+    def __init__(self, folder: str | os.PathLike[str], threads: int | None = None) -> None:
+        super().__init__()
+        self.recognizer = OnnxRecognizer(folder, threads=threads)
+        self.config = self.recognizer.config
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised (B, 3, S, S) images → tokens (B, 1 + N, dim)."""
+        return torch.from_numpy(self.recognizer.encode_inputs(images.detach().float().cpu().numpy()))
+
+    def relative_change(self, apex_tokens: torch.Tensor, onset_tokens: torch.Tensor) -> torch.Tensor:
+        """Relative change maps (B, N) of ``apex_tokens`` against ``onset_tokens``."""
+        return torch.from_numpy(self.recognizer.relative_change(apex_tokens.numpy(), onset_tokens.numpy()))
+
+    def dma(self, tokens: torch.Tensor, reference_tokens: torch.Tensor) -> tuple[None, torch.Tensor]:
+        """(None, the DMA diagonal (B, heads, N)) of ``tokens`` against ``reference_tokens``, as
+        :meth:`MicronBERT.dma`'s second output."""
+        diagonal = self.recognizer.compare(tokens.numpy(), reference_tokens.numpy())["dma_diagonal"]
+        return None, torch.from_numpy(diagonal)
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max())
     return shifted / shifted.sum()

@@ -528,7 +528,7 @@ class MicronBertStream:
         valid = [crop for crop in batch if crop is not None]
         if not valid:
             return [None] * len(batch)
-        device = next(self.model.parameters()).device
+        device = self.model.device
         encoded = iter(self.model.encode(to_model_input(np.stack(valid)).to(device)))
         return [None if crop is None else next(encoded) for crop in batch]
 
