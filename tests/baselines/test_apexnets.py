@@ -15,7 +15,7 @@ from micronbert.baselines.apexnets import (
 )
 from micronbert.data.inputs.spec import InputSpec
 
-# BASELINES.md §5.2 [COMPUTED]: ResNet-10 convolutions 4.894 M + attention 1×1 convolutions (3C·C per stage)
+# docs/BASELINES.md [COMPUTED]: ResNet-10 convolutions 4.894 M + attention 1×1 convolutions (3C·C per stage)
 # 1.044 M ≈ 5.94 M; exactly 4,893,760 + 1,044,480, plus BatchNorm γ/β 3,970 and the 3-class FC 512·3 + 3
 CONVOLUTIONS, ATTENTION, BATCHNORM, HEAD = 4_893_760, 1_044_480, 3_970, 1_539
 MICRO_ATTENTION_PARAMETERS = 5_943_749
@@ -44,7 +44,7 @@ def test_card_declares_the_grey_apex_the_pretraining_and_both_recipes():
     assert APEX_CARDS == (MICRO_ATTENTION_CARD,)
     assert MICRO_ATTENTION_CARD.inputs == (InputSpec("apex", 224, ("grey",)),)
     assert "macro" in MICRO_ATTENTION_CARD.pretrained_from
-    published = MICRO_ATTENTION_CARD.recipes["published"]  # BASELINES.md §5.3, in epochs as §5.5
+    published = MICRO_ATTENTION_CARD.recipes["published"]  # docs/BASELINES.md, in epochs
     assert (published.optimiser, published.lr, published.momentum, published.weight_decay, published.batch_size) == (
         "sgd", 0.01, 0.9, 5e-6, 16)
     assert published.epochs == 100 and published.lr_steps == (20, 40, 60, 80) and published.lr_gamma == 0.1

@@ -25,21 +25,21 @@ from micronbert.baselines.flownets import (
 from micronbert.data.inputs.spec import InputSpec
 
 PUBLISHED_PARAMETERS = {
-    # BASELINES.md §11: 1,651 [COMPUTED] for the paper's Table I layout; the release's three BatchNorms add 2·16
+    # docs/BASELINES.md: 1,651 [COMPUTED] for the paper's Table I layout; the release's three BatchNorms add 2·16
     "ststnet": 1_651 + 32,
-    # BASELINES.md §4.1: 2,664,475 [COMPUTED] (ECNU two-stream layout)
+    # docs/BASELINES.md: 2,664,475 [COMPUTED] (ECNU two-stream layout)
     "offapexnet": 2_664_475,
-    # BASELINES.md §4.2: 6.45 M [COMPUTED]; exactly 2·11,620 (two Inception streams) + 6,423,552 + 3,075
+    # docs/BASELINES.md: 6.45 M [COMPUTED]; exactly 2·11,620 (two Inception streams) + 6,423,552 + 3,075
     "dual-inception": 6_449_867,
-    # BASELINES.md §3.2: 342,400 per stream; SSSN 0.63 M at 5 classes = 342,400 + 57,600·5 + 5
+    # docs/BASELINES.md: 342,400 per stream; SSSN 0.63 M at 5 classes = 342,400 + 57,600·5 + 5
     "sssn": 630_405,
-    # BASELINES.md §3.2: DSSN (mul/add) at 5 classes 684,800 + 288,005 = 0.973 M
+    # docs/BASELINES.md: DSSN (mul/add) at 5 classes 684,800 + 288,005 = 0.973 M
     "dssn": 972_805,
     "dssn-add": 972_805,
-    # BASELINES.md §1: 1.26 M (concat) at 5 classes = 684,800 + 115,200·5 + 5
+    # docs/BASELINES.md: 1.26 M (concat) at 5 classes = 684,800 + 115,200·5 + 5
     "dssn-cat": 1_260_805,
 }
-# the figures as BASELINES.md rounds them (§1, §3.2, §4.1, §4.2), in millions
+# the figures as docs/BASELINES.md rounds them, in millions
 ROUNDED_FIGURES = {"offapexnet": (2.66, 2), "dual-inception": (6.45, 2), "sssn": (0.63, 2), "dssn": (0.973, 3),
                    "dssn-add": (0.973, 3), "dssn-cat": (1.26, 2)}
 SMALL_SIZE = {"ststnet": 16, "offapexnet": 16, "dual-inception": 16, "sssn": 40, "dssn": 40, "dssn-add": 40,
@@ -95,8 +95,8 @@ def test_cards_declare_the_published_inputs():
 
 
 @pytest.mark.parametrize(("name", "optimiser", "lr", "epochs", "batch"), [
-    ("ststnet", "adam", 5e-5, 500, 256),  # BASELINES.md §11
-    ("offapexnet", "adam", 1e-4, 3000, 256),  # §4.1 (batch unpublished)
+    ("ststnet", "adam", 5e-5, 500, 256),  # docs/BASELINES.md
+    ("offapexnet", "adam", 1e-4, 3000, 256),  # the paper's (batch unpublished)
     ("dual-inception", "adam", 1e-3, 501, 256),  # §4.2 (batch unpublished)
     ("sssn", "adam", 1e-4, 100, 32),  # §3.3
     ("dssn", "adam", 1e-4, 100, 32),

@@ -1,4 +1,4 @@
-"""Writers of spotting annotation sheets in the exact layouts of the real releases (docs/SPOTTING.md §4.1-4.3), so the
+"""Writers of spotting annotation sheets in the exact layouts of the real releases (docs/SPOTTING.md-4.3), so the
 readers are tested without licensed data.
 
 CAS(ME)^2 ``CAS(ME)^2code_final.xlsx``: sheet ``CASFEcode_final`` without a header (9 columns by position), ``naming
@@ -10,7 +10,7 @@ on row 1, frames rounded, onset 0 written as 1). CAS(ME)^3 Part A ``.xls`` with 
 blink`` (frame numbers stored as text), Part C ``organize`` and ``mockCrimeME``.
 
 ``casme_sq_rows_at_real_counts`` and ``samm_lv_rows_at_real_counts`` build sheets with the real sheets' row, class,
-video, subject and quirk counts (``CASME_SQ_COUNTS``, ``SAMM_LV_COUNTS``, from docs/SPOTTING.md §4); their frame values
+video, subject and quirk counts (``CASME_SQ_COUNTS``, ``SAMM_LV_COUNTS``, from docs/SPOTTING.md); their frame values
 are invented.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ CASME_SQ_COUNTS = {"intervals": 357, "macro": 300, "micro": 57, "videos": 95, "s
                    "offset_zero": 44, "apex_zero": 1, "offset_before_apex": 3}
 
 # (subject index, expression, onset, apex, offset, AU, emotion, type, self-report): the documented first rows and
-# quirk rows (docs/SPOTTING.md §4.1) and one micro-expression
+# quirk rows (docs/SPOTTING.md) and one micro-expression
 CASME_SQ_ROWS = [
     (1, "anger1_1", 557, 572, 608, "4+10+14", "negative", "macro-expression", "anger"),
     (1, "anger1_2", 2854, 2862, 2871, 38, "others", "macro-expression", "sadness"),
@@ -109,7 +109,7 @@ SAMM_LV_SUBJECTS = tuple(number for number in range(6, 38) if number not in (27,
 SAMM_LV_COUNTS = {"intervals": 502, "macro": 343, "micro": 159, "videos": 147, "subjects": 30, "videos_with_micro": 79,
                   "fractional_rows": 177, "onset_zero": 10, "apex_minus_one": 6}
 
-# (subject, Filename, onset, apex, offset, Type): variant A values (docs/SPOTTING.md §4.2) with its quirks
+# (subject, Filename, onset, apex, offset, Type): variant A values (docs/SPOTTING.md) with its quirks
 SAMM_LV_ROWS = [
     ("006", "006_1_1", 566.4, 647.6, 743.2, "Macro"),
     ("006", "006_1_2", 2324, 2350, 2403, "Micro - 1/2"),

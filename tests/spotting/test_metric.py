@@ -1,5 +1,5 @@
 """The spotting metric (MEGC2020 and one-to-one counting) and STRS, on hand-built cases whose answers follow from the
-rules' definitions (docs/SPOTTING.md §1.4, §1.5, §2) and on published counts."""
+rules' definitions (docs/SPOTTING.md) and on published counts."""
 from __future__ import annotations
 
 import os
@@ -134,7 +134,7 @@ def _hits_and_misses(dataset: str, n_true: int, n_pred: int, tp: int, kind: str 
 
 def test_by_dataset_and_pooled_reproduce_the_published_megc2022_baseline_row() -> None:
     # 3D-CNN baseline, MEGC2022 unseen sets: CAS_Test P 0.4000 R 0.1111 F1 0.1739, SAMM_Test P 0.0845 R 0.1935
-    # F1 0.1176, overall P 0.1235 R 0.1493 F1 0.1351; these are the counts 4/10/36 and 6/71/31 (docs/SPOTTING.md §1.1)
+    # F1 0.1176, overall P 0.1235 R 0.1493 F1 0.1351; these are the counts 4/10/36 and 6/71/31 (docs/SPOTTING.md)
     cas_pred, cas_true = _hits_and_misses("cas", n_true=36, n_pred=10, tp=4)
     samm_pred, samm_true = _hits_and_misses("samm", n_true=31, n_pred=71, tp=6)
     predicted, truth = pd.concat([cas_pred, samm_pred]), pd.concat([cas_true, samm_true])
@@ -149,7 +149,7 @@ def test_by_dataset_and_pooled_reproduce_the_published_megc2022_baseline_row() -
 
 
 def test_overall_f1_of_the_megc2020_baseline_from_its_published_counts() -> None:
-    # MDMD (MEGC2020 baseline) counts and F1 (docs/SPOTTING.md §3.2): CAS(ME)^2 ME 21/5035/57 -> 0.0082,
+    # MDMD (MEGC2020 baseline) counts and F1 (docs/SPOTTING.md): CAS(ME)^2 ME 21/5035/57 -> 0.0082,
     # MaE 109/1523/300 -> 0.1196, overall 0.0376; SAMM-LV ME 29/1436/159 -> 0.0364, MaE 22/356/343 -> 0.0629,
     # overall 0.0445
     published = {"casme_sq": ((21, 5035, 57), (109, 1523, 300), (0.0082, 0.1196, 0.0376)),
@@ -192,7 +192,7 @@ def test_megc2020_log_pairs_as_the_official_log_does() -> None:
     assert strict["result"].value_counts().to_dict() == {"TP": 2, "FN": 2, "FP": 1}
 
 
-MEGC2020_FIXTURE = {  # docs/SPOTTING.md §4.6: (N_pred, M_gt, TP under megc2020, TP under one-to-one)
+MEGC2020_FIXTURE = {  # docs/SPOTTING.md: (N_pred, M_gt, TP under megc2020, TP under one-to-one)
     ("ME2", "micro"): (5035, 57, 21, 21),
     ("ME2", "macro"): (1523, 300, 109, 104),
     ("SAMM_MEGC", "micro"): (1436, 159, 29, 29),

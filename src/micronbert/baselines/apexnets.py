@@ -1,4 +1,4 @@
-"""The apex family of recognition networks, written from the layer tables of docs/BASELINES.md (§5), with their
+"""The apex family of recognition networks, written from the layer tables of docs/BASELINES.md, with their
 :class:`~micronbert.baselines.card.NetworkCard`.
 
 ``micro-attention``: Micro-Attention (Wang, Peng, Bi, Chen, Neurocomputing 2020) on the grey apex frame at
@@ -24,7 +24,7 @@ from scratch by default and loads such weights from a user's file with :func:`lo
 - the official 5-class prototxt's head (plain FC, no dropout), not the ACII copy's L2-normalised features before
   a 3-class FC with bias 0.2;
 - published recipe in epochs: 2500 iterations of batch 16 with ×0.1 every 500 iterations become 100 epochs with
-  ×0.1 every 20 (BASELINES.md §5.5: about 100 epochs on the composite's training folds); the original's class
+  ×0.1 every 20 (docs/BASELINES.md: about 100 epochs on the composite's training folds); the original's class
   balancing by oversampling becomes a class-weighted cross-entropy;
 - default recipe: a cheap CPU budget, to be tuned on synthetic data (never on a real test subject).
 
@@ -188,12 +188,12 @@ MICRO_ATTENTION_CARD = NetworkCard(
             lr_gamma=0.1,
             source="ACII'19 copy's solver.prototxt: SGD momentum 0.9, lr 0.01 ×0.1 every 500 iterations, 2500 "
                    "iterations, weight decay 5e-6, batch 16, classes oversampled to the largest; iterations as "
-                   "epochs and oversampling as class weights [PROPOSED] (BASELINES.md §5.5: about 100 epochs)"),
+                   "epochs and oversampling as class weights [PROPOSED] (docs/BASELINES.md: about 100 epochs)"),
         "default": Recipe(
             "sgd", 0.01, epochs=30, batch_size=16, weight_decay=5e-6, momentum=0.9, lr_steps=(20,), lr_gamma=0.1,
             source="[PROPOSED] a cheap CPU budget, to be tuned on synthetic data"),
     }),
-    notes="Layout of the official prototxt (BASELINES.md §5.2), 3-class head: convolutions 4,893,760 + attention "
+    notes="Layout of the official prototxt (docs/BASELINES.md), 3-class head: convolutions 4,893,760 + attention "
           "1,044,480 + BatchNorm 3,970 + FC 1,539 parameters. [PROPOSED]: stem max-pool padding 1; plain FC head "
           "(no L2 normalisation); published recipe in epochs (100, ×0.1 every 20) with class weights for the "
           "original's oversampling; default recipe SGD 0.01 momentum 0.9, 30 epochs (×0.1 after 20), batch 16, "

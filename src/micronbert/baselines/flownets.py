@@ -1,4 +1,4 @@
-"""The flow family of recognition networks, written from the layer tables of docs/BASELINES.md (§3, §4, §11),
+"""The flow family of recognition networks, written from the layer tables of docs/BASELINES.md,
 each with its :class:`~micronbert.baselines.card.NetworkCard`.
 
 - ``ststnet``: STSTNet (Liong et al., FG 2019) on (u, v, strain) at 28×28 (:mod:`micronbert.baselines.ststnet`).
@@ -27,7 +27,7 @@ convolution and two 3/2 poolings need it).
 
 - OFF-ApexNet and Dual-Inception divide their 0–255 input by 255 (the sources state no scaling; on raw 0–255
   values Dual-Inception started at a loss of 4.7 on a 3-class test batch and one Adam step of 5e-4 took it to 54).
-- OFF-ApexNet: ReLU after each convolution (the ECNU re-implementation has none; BASELINES.md §4.1).
+- OFF-ApexNet: ReLU after each convolution (the ECNU re-implementation has none; docs/BASELINES.md).
 - Dual-Inception: ReLU after every convolution of paths 1–3, none on the lone 1×1 of path 4 ("ReLU inside paths
   1–3"); the pooling path's max-pool has padding 1 so that the four paths keep the size.
 - AlexNet streams: LRN constants of Krizhevsky et al. (size 5, α 1e-4, β 0.75, k 2), as ``nn.LocalResponseNorm``
@@ -424,7 +424,7 @@ OFFAPEXNET_CARD = NetworkCard(
                       "published: 256 [PROPOSED], as the same group's STSTNet"),
         Recipe("adam", 1e-4, epochs=60, batch_size=32, source=DEFAULT_SOURCE),
     ),
-    notes="Two-stream layout of the ECNU re-implementation (BASELINES.md §4.1); the paper reports 2.77 M "
+    notes="Two-stream layout of the ECNU re-implementation (docs/BASELINES.md); the paper reports 2.77 M "
           "parameters, this layout has 2,664,475, so the original may differ slightly. [PROPOSED]: ReLU after each "
           "convolution (ECNU has none); input divided by 255; published batch 256 (unpublished); default recipe "
           "Adam 1e-4, 60 epochs, batch 32, class-weighted cross-entropy.",
@@ -442,7 +442,7 @@ DUAL_INCEPTION_CARD = NetworkCard(
                       "is not published: 256 [PROPOSED], as STSTNet"),
         Recipe("adam", 1e-4, epochs=40, batch_size=32, source=DEFAULT_SOURCE),
     ),
-    notes="Layout of the ECNU re-implementation (BASELINES.md §4.2), flow onset→apex (the paper may have used "
+    notes="Layout of the ECNU re-implementation (docs/BASELINES.md), flow onset→apex (the paper may have used "
           "onset→middle frame). [PROPOSED]: ReLU after every convolution of paths 1–3, none on path 4's 1×1; "
           "padding 1 on the pooling path's 3×3 max-pool; input divided by 255; published batch 256 (unpublished); "
           "default recipe Adam 1e-4, 40 epochs, batch 32, class-weighted cross-entropy.",
@@ -456,7 +456,7 @@ _SHALLOW_PUBLISHED = Recipe(
            "100 epochs, last epoch; batch 2–60 there) with the PyTorch port's batch 32; the paper's own epochs are "
            "unknown")
 _SHALLOW_DEFAULT = Recipe("adam", 1e-4, epochs=20, batch_size=32, source=DEFAULT_SOURCE)
-_SHALLOW_NOTES = ("AlexNet conv1–2 per stream as BASELINES.md §3.2 (LRN after each pooling, zero-pad 1: 256×15×15). "
+_SHALLOW_NOTES = ("AlexNet conv1–2 per stream as docs/BASELINES.md (LRN after each pooling, zero-pad 1: 256×15×15). "
                   "[PROPOSED]: LRN constants of Krizhevsky et al. (5, 1e-4, 0.75, k 2); trained from scratch unless "
                   "ImageNet AlexNet conv1–2 weights are loaded from a user's file; published batch 32; default "
                   "recipe Adam 1e-4, 20 epochs, batch 32, class-weighted cross-entropy.")

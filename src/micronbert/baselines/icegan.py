@@ -1,4 +1,4 @@
-"""ICE-GAN (Yu, Zhang, Song, Cai, IJCNN 2021), written on torch alone from docs/BASELINES.md §8.
+"""ICE-GAN (Yu, Zhang, Song, Cai, IJCNN 2021), written on torch alone from docs/BASELINES.md
 
 The generator (:class:`ICEGANGenerator`) is a 7-level U-Net on the grey 128×128 onset face: 4×4/2 spectral-norm
 convolutions 64 → 128 → 256 → 512 → 512 → 512 → 320 (a 1×1 identity-aware embedding e), e concatenated with a
@@ -13,7 +13,7 @@ apex (:class:`ICEGAN`'s ``forward``); :func:`train_step` is one GAN step.
 
 Published: the discriminator's margin loss (m⁺ 0.9, m⁻ 0.1, λ 0.5) plus 0.0005 × MSE reconstruction; Adam lr
 1e-3, cosine schedule, batch 16, 100 epochs. The generator's losses, the adversarial loss and the training loop
-were never released; micronbert's re-derivations, all [PROPOSED] (BASELINES.md §8.2):
+were never released; micronbert's re-derivations, all [PROPOSED] (docs/BASELINES.md):
 
 - adversarial loss: the margin loss on the length of the ``adv`` capsule, real → 1, synthetic → 0, both terms
   weighted 1;
@@ -55,7 +55,7 @@ LENGTH_EPS = 1e-6
 
 @dataclass(frozen=True)
 class ICEGANConfig:
-    """Sizes of ICE-GAN; the defaults are the published ones (BASELINES.md §8.1)."""
+    """Sizes of ICE-GAN; the defaults are the published ones (docs/BASELINES.md)."""
 
     size: int = 128
     channels: int = 1
@@ -458,9 +458,9 @@ ICEGAN_CARD = NetworkCard(
         " apex the discriminator, whose expression capsules classify at prediction time (logits = log-odds of the"
         " capsule lengths); the pair tensor is (B, 2·C, H, W), onset channels then apex channels. Train with "
         "train_step and gan_optimisers (a plain cross-entropy fit of forward trains only the discriminator-only "
-        "ablation of BASELINES.md §8.4). Published and kept: the layer layout, the discriminator's margin loss "
+        "ablation of docs/BASELINES.md). Published and kept: the layer layout, the discriminator's margin loss "
         "(0.9 / 0.1 / 0.5) with 0.0005 × MSE reconstruction, Adam 1e-3, batch 16, 100 epochs. Re-derived "
-        "([PROPOSED], BASELINES.md §8.2; the generator's losses, the adversarial loss and the training loop were "
+        "([PROPOSED], docs/BASELINES.md; the generator's losses, the adversarial loss and the training loop were "
         "never released): adversarial margin loss on the validity capsule (real 1, synthetic 0, weight 1 each); "
         "discriminator expression loss on real apexes only; generator loss = adversarial + margin loss as the "
         "sampled class + 10 × L1 to the real apex where the sampled class is the true one + 1 × L1 between "

@@ -1,10 +1,11 @@
 """LBP-TOP: local binary patterns on three orthogonal planes over a block grid, read out by a linear SVM.
 
-The MEGC2019 recognition baseline (UF1 0.5882 / UAR 0.5785 on the composite; docs/RESULTS.md) and the classical
-dynamic-texture descriptor of Zhao & Pietikäinen (TPAMI 2007). For every voxel of a grey clip (T, H, W) a uniform
-LBP code is computed in each of the planes XY (appearance), XT (horizontal motion) and YT (vertical motion);
-codes are counted per block of a ``rows``×``cols`` grid and per plane, each histogram is normalised to sum 1, and
-the histograms are concatenated block by block (block-major: block, then plane XY, XT, YT, then bin).
+The MEGC2019 recognition baseline (UF1 0.5882 / UAR 0.5785 on the composite, as the MEGC2019 summary paper reports
+it) and the classical dynamic-texture descriptor of Zhao & Pietikäinen (TPAMI 2007). For every voxel of a grey clip
+(T, H, W) a uniform LBP code is computed in each of the planes XY (appearance), XT (horizontal motion) and YT
+(vertical motion); codes are counted per block of a ``rows``×``cols`` grid and per plane, each histogram is
+normalised to sum 1, and the histograms are concatenated block by block (block-major: block, then plane XY, XT, YT,
+then bin).
 
 Sampling. Neighbour ``p`` of ``P`` lies at angle 2πp/P on an ellipse with the plane's two axis radii (the notation
 LBP-TOP_{P_XY,P_XT,P_YT,R_X,R_Y,R_T} of Zhao & Pietikäinen): in XY at (x + R_X cos, y − R_Y sin), in XT at

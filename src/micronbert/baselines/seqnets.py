@@ -1,4 +1,4 @@
-"""Sequence-family baselines, written on torch alone from the layer tables of docs/BASELINES.md (§2, §6, §7).
+"""Sequence-family baselines, written on torch alone from the layer tables of docs/BASELINES.md.
 
 - ``elrcn-se`` / ``elrcn-te``: ELRCN (Khor et al., FG 2018). A VGG-16 frame CNN encodes every flow image of a
   ``flow_sequence`` (B, T, C, H, W) into its 4096-d fc7 output; an LSTM of 3000 units reads the T vectors, its
@@ -24,15 +24,15 @@ with an orthogonal recurrent kernel and forget-gate bias 1), Caffe's MSRA convol
 
 [PROPOSED] choices (also in the cards' notes):
 
-- ELRCN's LSTM head ends in softmax (cross-entropy on logits) instead of the code's sigmoid (BASELINES.md §2.6);
+- ELRCN's LSTM head ends in softmax (cross-entropy on logits) instead of the code's sigmoid (docs/BASELINES.md);
   SE feeds fc7 features to the LSTM, as its dimensions imply (the released SE/TE extraction was broken);
   VGG-Face weights, when supplied, fill the extra input channels of conv1_1 with the mean of the RGB filters.
 - ELRCN-TE streams: the channels among (u, v, magnitude) form one stream; every other channel is a stream of its
   own, replicated to three channels (as the code did for strain).
-- STCNN/FuseNet: below T = 18 frames the temporal kernel depth is max(1, round(T / 6)) (BASELINES.md §6.6);
+- STCNN/FuseNet: below T = 18 frames the temporal kernel depth is max(1, round(T / 6)) (docs/BASELINES.md);
   FuseNet's Dense layers get a ReLU (the code's are linear; ``dense_relu=False`` restores them).
 - ATNet: the ``flow_cells`` input kind; the stem max-pool rounds up as Caffe does; LSTM biases start at zero;
-  its solver's 2500 iterations (step every 500) become 100 epochs (step every 20) as BASELINES.md §5.5 equates
+  its solver's 2500 iterations (step every 500) become 100 epochs (step every 20) as docs/BASELINES.md equates
   them, and its per-class oversampling becomes class-weighted cross-entropy.
 - Recipes: ELRCN's epochs count per stage; every ``default`` recipe is an untuned cheap CPU budget.
 """
@@ -174,7 +174,7 @@ class VGG16(nn.Module):
 
 @dataclass(frozen=True)
 class ELRCNConfig:
-    """Widths of ELRCN; the defaults are the published layout (BASELINES.md §2.2). Smaller widths give a CPU-sized
+    """Widths of ELRCN; the defaults are the published layout (docs/BASELINES.md). Smaller widths give a CPU-sized
     model with the same structure (not the published network)."""
 
     conv_widths: tuple[int, ...] = VGG16_WIDTHS
@@ -362,7 +362,7 @@ def vgg16_layer_name(key: str) -> str | None:
 
 def _fit_to(target: torch.Tensor, value: torch.Tensor, name: str, key: str, path: Path) -> torch.Tensor:
     """``value`` shaped for ``target``: a fc layer stored as a convolution is flattened; conv1_1 filters for three
-    input channels fill extra input channels with their mean over RGB ([PROPOSED], BASELINES.md §2.6)."""
+    input channels fill extra input channels with their mean over RGB ([PROPOSED], docs/BASELINES.md)."""
     if name.startswith("fc") and value.ndim == 4 and value.shape[0] == target.shape[0] \
             and value[0].numel() == target.shape[1]:
         value = value.flatten(1)
@@ -407,7 +407,7 @@ def load_pretrained_vgg16(module: VGG16 | ELRCN, path: str | Path) -> None:
 # ------------------------------------------------------------------------------------------------ 3D CNNs
 def stcnn_kernel_depth(length: int) -> int:
     """Temporal depth of the 3×3×d kernel: the published 15 from T = 18 frames on, else max(1, round(T / 6))
-    ([PROPOSED], BASELINES.md §6.6)."""
+    ([PROPOSED], docs/BASELINES.md)."""
     return STCNN_KERNEL_DEPTH if length >= STCNN_FULL_KERNEL_FROM else max(1, round(length / 6))
 
 
@@ -537,7 +537,7 @@ def build_fusenet_late(num_classes: int, inputs: tuple[InputSpec, ...]) -> Micro
 
 # ------------------------------------------------------------------------------------------------ ATNet
 class PreActBlock(nn.Module):
-    """Pre-activation residual stage of ResNet-10 (BASELINES.md §5.2): BN, ReLU on the input; conv 3×3/2; BN, ReLU;
+    """Pre-activation residual stage of ResNet-10 (docs/BASELINES.md): BN, ReLU on the input; conv 3×3/2; BN, ReLU;
     conv 3×3; plus a 1×1/2 projection of the pre-activated input."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -555,7 +555,7 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet10(nn.Module):
-    """Pre-activation ResNet-10 without micro-attention (ATNet's spatial branch, BASELINES.md §5.2 and §7.2).
+    """Pre-activation ResNet-10 without micro-attention (ATNet's spatial branch, docs/BASELINES.md).
 
     BN on the raw input; conv 7×7/2 64, BN, ReLU, max-pool 3×3/2; res64 (two 3×3 convs plus identity); res128,
     res256, res512 (:class:`PreActBlock`); BN, ReLU, global average pool → (B, 512). Convolutions have no bias.
@@ -677,14 +677,14 @@ REDDY_PUBLISHED = Recipe(
 )
 REDDY_DEFAULT = Recipe(
     optimiser="sgd", lr=0.01, momentum=0.9, epochs=40, batch_size=16,
-    source="[PROPOSED] BASELINES.md §6.6's SGD 0.01 with momentum 0.9, cut to 40 epochs for a CPU budget, batch 16, "
+    source="[PROPOSED] docs/BASELINES.md's SGD 0.01 with momentum 0.9, cut to 40 epochs for a CPU budget, batch 16, "
            "class-weighted; untuned",
 )
 REDDY_NOTES = (
     "Last-epoch reporting (the original checkpointed on the test accuracy). Input: grey frames, normalised by "
     "subtracting the global mean and dividing by the global maximum as in the code (input_scaling mean-max: the "
     "statistics of each fold's training samples, where the code took the whole dataset's). [PROPOSED] "
-    "below T = 18 frames the temporal kernel depth is max(1, round(T / 6)) (BASELINES.md §6.6); for LOSO on "
+    "below T = 18 frames the temporal kernel depth is max(1, round(T / 6)) (docs/BASELINES.md); for LOSO on "
     "CASME II / SAMM / the composite resample the onset–offset clip to T = 32 or 18 instead of the published 96."
 )
 STCNN_CARD = NetworkCard(
@@ -732,7 +732,7 @@ ATNET_PUBLISHED = Recipe(
     optimiser="sgd", lr=0.01, momentum=0.9, weight_decay=5e-6, epochs=100, batch_size=16, lr_steps=(20, 40, 60, 80),
     lr_gamma=0.1, class_weighted=True,
     source="ATNet official solver: SGD momentum 0.9, lr 0.01 ×0.1 every 500 iterations, 2500 iterations at batch "
-           "16, weight decay 5e-6, as epochs with BASELINES.md §5.5's equivalence (≈ 100 epochs of a composite "
+           "16, weight decay 5e-6, as epochs with docs/BASELINES.md's equivalence (≈ 100 epochs of a composite "
            "training fold, a step every 20); the original oversampled each class to the largest, here "
            "class-weighted cross-entropy",
 )

@@ -1,24 +1,24 @@
 """TGSR, Transfer Group Sparse Regression (Jiang, Zong, Zheng, Liu, Wei, arXiv 2111.15361), for cross-database
 recognition: train on a labelled source database, predict an unlabelled target database (leave one dataset out).
 
-Only the paper's abstract is known (docs/BASELINES.md §10): a sparse regression matrix that selects salient facial
+Only the paper's abstract is known (docs/BASELINES.md): a sparse regression matrix that selects salient facial
 regions, each region owning a group of features, and relates the source and target sets. Everything below the
 abstract is re-derived here and marked [PROPOSED].
 
-Features [PROPOSED, docs/BASELINES.md §10.1]: LBP-TOP with P = 8 and R = 3 on every axis, 59 uniform bins per
+Features [PROPOSED, docs/BASELINES.md]: LBP-TOP with P = 8 and R = 3 on every axis, 59 uniform bins per
 plane (177 per region), on a hierarchical grid of 1×1, 2×2, 4×4 and 8×8 regions (85 regions = 85 groups):
 :func:`region_grouped_features` and :func:`region_groups`.
 
-Model [PROPOSED, docs/BASELINES.md §10.2]. With source rows X_s (n_s × d), one-hot labels Y_s (n_s × c), target
+Model [PROPOSED, docs/BASELINES.md]. With source rows X_s (n_s × d), one-hot labels Y_s (n_s × c), target
 rows X_t (n_t × d) and the regression matrix U (d × c) cut into row blocks U_k, one per group, TGSR minimises
 
     (1/n_s) Σ_i w_i ‖y_i − Uᵀx_i − b‖² + λ Σ_k ‖U_k‖_F + μ ‖Uᵀ(m_s − m_t)‖²
 
 where m_s and m_t are the plain feature means of the source and target rows: the last term aligns the mean
 prediction on the two databases (the transfer term), the middle one zeroes whole regions (group sparsity). This is
-§10.2's objective with these re-derived additions, each [PROPOSED]:
+The paper's objective with these re-derived additions, each [PROPOSED]:
 
-- the loss is a mean over source rows, so λ and μ do not grow with n_s (§10.2's λ and μ equal n_s times these);
+- the loss is a mean over source rows, so λ and μ do not grow with n_s (the paper's λ and μ equal n_s times these);
 - an unpenalised intercept b (eliminated exactly by centring on the weighted source means);
 - features divided by their standard deviation over source and target rows together (no labels are used; a
   feature constant on both keeps scale 1), so that no group wins the penalty by its units;
@@ -31,7 +31,7 @@ Optimisation [PROPOSED]: monotone FISTA (Beck & Teboulle 2009) on the smooth par
 Monotone FISTA never increases the objective (recorded in :attr:`TGSR.objective_history`); it stops when the
 proximal-gradient step moves U by less than ``tol`` relative to its size, or after ``max_iter`` steps.
 
-Prediction: the class of the largest regression output Uᵀx + b (as §10.2); :meth:`TGSR.predict_proba` is the
+Prediction: the class of the largest regression output Uᵀx + b (as in the paper); :meth:`TGSR.predict_proba` is the
 softmax of those outputs [PROPOSED], which keeps the argmax but is not calibrated.
 
 Defaults [PROPOSED]: ``group_penalty`` 0.1 and ``transfer_weight`` (μ) 1, chosen on synthetic two-domain data,

@@ -1,4 +1,4 @@
-"""MEGC file formats for spotting results (docs/SPOTTING.md §4.4).
+"""MEGC file formats for spotting results (docs/SPOTTING.md).
 
 - MEGC2019/2020 log: a database label line (``1`` = SAMM Long Videos, ``2`` = CAS(ME)^2), then one line per item
   ``video GT_onset GT_offset pred_onset pred_offset TP|FP|FN`` with ``-`` for a missing side, e.g.

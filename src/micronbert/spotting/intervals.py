@@ -1,5 +1,5 @@
 """Annotated intervals of long videos: readers of the CAS(ME)^2, SAMM Long Videos and CAS(ME)^3 sheets for spotting
-(docs/SPOTTING.md §4, docs/DATASETS.md), one row per interval, every repair and every dropped row reported.
+(docs/SPOTTING.md, docs/DATASETS.md), one row per interval, every repair and every dropped row reported.
 
 The interval table (``INTERVAL_COLUMNS``):
 

@@ -1,4 +1,4 @@
-"""The MEGC spotting metric and the spot-then-recognise score (docs/SPOTTING.md §1.4, §1.5, §2).
+"""The MEGC spotting metric and the spot-then-recognise score (docs/SPOTTING.md).
 
 An interval is the inclusive set of frames ``[onset, offset]``; IoU = |A ∩ B| / |A ∪ B| on those sets. A prediction
 can hit a ground-truth (GT) interval of its own class (micro with micro, macro with macro; other types, such as
@@ -29,7 +29,7 @@ precision              TP / N_pred (can exceed 1 only when         TP / N_pred (
                        predictions validate several GTs each)
 =====================  ==========================================  ==============================================
 
-On the MEGC2020 baseline's CAS(ME)^2 macro predictions the two rules give TP 109 and 104 (docs/SPOTTING.md §4.6).
+On the MEGC2020 baseline's CAS(ME)^2 macro predictions the two rules give TP 109 and 104 (docs/SPOTTING.md).
 The maximum matching is found by augmenting paths, GT intervals in table order, each trying its candidates by
 decreasing IoU; unlike greedy matching by IoU it never loses a pair that a rearrangement could keep.
 """

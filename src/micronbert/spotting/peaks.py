@@ -1,4 +1,4 @@
-"""From a per-frame signal to spotted intervals (docs/SPOTTING.md §3.1, §5.1 steps 5–9).
+"""From a per-frame signal to spotted intervals (docs/SPOTTING.md steps 5–9).
 
 For one class (micro or macro) with frame distance k, at the signal's (effective) frame rate:
 
@@ -12,7 +12,7 @@ For one class (micro or macro) with frame distance k, at the signal's (effective
    (``IntervalShape``), clipped to the video; its score is C_peak / T.
 
 Then, over the intervals of both classes of a video: the type of a *prediction* is decided by its duration
-(``duration_types``: micro when offset − onset ≤ round(0.5 s · fps) frames, docs/SPOTTING.md §1.3; annotated intervals
+(``duration_types``: micro when offset − onset ≤ round(0.5 s · fps) frames, docs/SPOTTING.md; annotated intervals
 keep their annotated type), overlapping intervals of one type are suppressed (``suppress_overlaps``), and a micro
 interval whose apex lies inside a macro interval is dropped unless it scores clearly higher
 (``drop_micro_within_macro``, after MTSN's rule).

@@ -1,4 +1,4 @@
-"""Per-frame motion signals of a long video for spotting (docs/SPOTTING.md §5.1, §5.2).
+"""Per-frame motion signals of a long video for spotting (docs/SPOTTING.md).
 
 Input: a stream of aligned face crops, RGB uint8 S×S with the eyes where ``micronbert.data.faces.AlignConfig`` puts
 them, ``None`` for a frame without a face. Frame t is compared with frame t−k (and, for the ``centred`` feature, with
@@ -7,10 +7,10 @@ frame t+k as well):
 - ``roi_flow_signal``: dense optical flow from t−k to t on the crop resized to ``FlowSignalConfig.size``, the eyes
   blanked first (blinks), head motion removed (``similarity``, the default: a similarity transform fitted robustly to
   the flow of the regions and the nose is subtracted, which also removes in-plane head turns; ``nose``: the nose
-  anchor's mean flow is subtracted, docs/SPOTTING.md §5.1). ``forward`` feature: the flow magnitude; ``centred`` (the
+  anchor's mean flow is subtracted, docs/SPOTTING.md). ``forward`` feature: the flow magnitude; ``centred`` (the
   default): half the magnitude of (flow t−k→t) − (flow t→t+k), the flow form of Moilanen's difference between frame t
   and the average of frames t−k and t+k (one peak at an apex instead of one at the apex and one k frames after it; 0
-  for a steady drift). Per region of interest the mean magnitude (``roi_fraction`` 1; docs/SPOTTING.md §5.1 suggests
+  for a steady drift). Per region of interest the mean magnitude (``roi_fraction`` 1; docs/SPOTTING.md suggests
   the top third), eye pixels left out; the frame's value is the mean of the top third of the region values
   (MDMD/Moilanen-style top-fraction pooling).
 - ``micronbert_signal``: the μ-BERT change of frame t against t−k on every patch (``relative``: the relative change
@@ -229,7 +229,7 @@ class FlowSignalConfig(Config):
     ``feature``: ``centred`` (default), half the magnitude of the flow into frame t from t−k minus the flow out of it
     to t+k, per pixel: the optical-flow form of Moilanen's difference between frame t and the average of frames t−k
     and t+k, largest at an apex and 0 for a steady drift; or ``forward``, the magnitude of the flow from t−k to t
-    (docs/SPOTTING.md §5.1 step 4). ``head_motion``: ``similarity`` (default) subtracts the similarity transform
+    (docs/SPOTTING.md step 4). ``head_motion``: ``similarity`` (default) subtracts the similarity transform
     (translation, rotation, scale) fitted by least median of squares to the flow of the regions and the nose, which
     also removes in-plane head turns; ``nose`` subtracts the nose anchor's mean flow (a translation only).
     ``mask_eyes``: the eye masks are filled with the nose's mean grey level in every frame before the flow, so that a

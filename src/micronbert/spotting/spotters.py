@@ -1,4 +1,4 @@
-"""Spotters: find micro- and macro-expression intervals in long videos (docs/SPOTTING.md §5).
+"""Spotters: find micro- and macro-expression intervals in long videos (docs/SPOTTING.md).
 
 A spotter turns each video (``SpotVideo``: a stream of aligned face crops, ``None`` where there is no face) into a
 per-frame signal (``micronbert.spotting.signals``) and the signal into intervals (``micronbert.spotting.peaks``):
@@ -6,7 +6,7 @@ one pass per class with the class's frame distance k = ⌊(N̄ + 1) / 2⌋, N̄ 
 of the signal (SOFTNet's rule: 6 and 18 at 30 fps for CAS(ME)^2's micro- and macro-expressions), the Moilanen
 contrast (smoothed over about k/2 frames) and threshold, peaks at least 2k apart, each peak an interval of the class's
 mean length around it, the type of each prediction by its duration, overlaps suppressed. The smoothing and the 2k
-distance were chosen on synthetic CAS(ME)^2-like videos (docs/SPOTTING.md §5.1 suggests 2k + 1 and k).
+distance were chosen on synthetic CAS(ME)^2-like videos (docs/SPOTTING.md suggests 2k + 1 and k).
 
 Registered spotters (``SPOTTERS``, ``get_spotter``):
 
@@ -446,7 +446,7 @@ class FlowRoiConfig(SpotterConfig):
 
 @register_spotter
 class FlowRoiSpotter(Spotter):
-    """Training-free ROI optical-flow k-difference spotter (docs/SPOTTING.md §5.1)."""
+    """Training-free ROI optical-flow k-difference spotter (docs/SPOTTING.md)."""
 
     name = "flow-roi"
     summary = "ROI optical flow of frame t against t−k and t+k, head motion removed, eyes masked; Moilanen contrast"
@@ -478,7 +478,7 @@ class MicronBertSpotterConfig(SpotterConfig):
 
 @register_spotter
 class MicronBertSpotter(Spotter):
-    """The μ-BERT change of frame t against t−k in place of the flow (docs/SPOTTING.md §5.2)."""
+    """The μ-BERT change of frame t against t−k in place of the flow (docs/SPOTTING.md)."""
 
     name = "micronbert"
     summary = "μ-BERT change of frame t against t−k and t+k over the face regions' patches; Moilanen contrast"

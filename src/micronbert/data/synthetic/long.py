@@ -1,5 +1,5 @@
-"""Synthetic long videos for spotting, written in the CAS(ME)^2 and SAMM Long Videos layouts (docs/SPOTTING.md §1.2,
-§4.1, §4.2, §4.5), so that ``micronbert.spotting.read_intervals`` reads their sheets back.
+"""Synthetic long videos for spotting, written in the CAS(ME)^2 and SAMM Long Videos layouts (docs/SPOTTING.md),
+so that ``micronbert.spotting.read_intervals`` reads their sheets back.
 
 Each video shows one synthetic face (one identity per subject) for ``duration_s`` seconds, under the usual nuisances,
 with four kinds of events at known intervals that never overlap: micro-expressions (AU displacement fields, onset to
