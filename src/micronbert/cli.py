@@ -118,11 +118,32 @@ def _spot_config(args: argparse.Namespace) -> Any:
     return SpotConfig.from_options(args.config, args.overrides, values)
 
 
+def _spot_eval_config(args: argparse.Namespace) -> Any:
+    from .spotting.evaluate import SpotEvalConfig
+
+    names, roots = args.dataset or [], args.root or []
+    if len(names) != len(roots):
+        raise ValueError(f"give one --root per --dataset (got {len(names)} --dataset and {len(roots)} --root)")
+    values = _given(args, {"spotter": "spotters", "weights": "micronbert.model.weights", "device": "micronbert.device",
+                           "recognise": "recognise", "backend": "track.backend"})
+    if names:
+        values["datasets"] = [{"name": name, "root": root} for name, root in zip(names, roots)]
+    return SpotEvalConfig.from_options(args.config, args.overrides, values)
+
+
+def _spot_demo_config(args: argparse.Namespace) -> Any:
+    from .spotting.evaluate import SpotDemoConfig
+
+    values = _given(args, {"weights": "evaluation.micronbert.model.weights", "backend": "evaluation.track.backend"})
+    return SpotDemoConfig.for_run(args.config, args.overrides, values, quick=args.quick)
+
+
 def command_config(args: argparse.Namespace) -> Any:
     """The configuration a parsed command line describes (defaults, ``--config``, ``--set``, own options)."""
     builders = {"demo": _demo_config, "synth": _synth_config, "prepare": _prepare_config,
                 "pretrain": _pretrain_config, "pretrain-index": _pretrain_config, "finetune": _recognition_config,
-                "evaluate": _recognition_config, "spot": _spot_config}
+                "evaluate": _recognition_config, "spot": _spot_config, "spot-eval": _spot_eval_config,
+                "spot-demo": _spot_demo_config}
     if args.command not in builders:
         raise ValueError(f"micronbert {args.command} takes no configuration")
     return builders[args.command](args)
@@ -376,6 +397,27 @@ def _print_spot(report: dict[str, Any], paths: dict[str, Any]) -> None:
     print("  files: " + ", ".join(str(path) for path in paths.values()))
 
 
+def _spot_eval(args: argparse.Namespace) -> int:
+    from .spotting.evaluate import run_spot_eval
+
+    config = _spot_eval_config(args)
+    if not config.datasets:
+        raise ValueError("give the datasets to spot: --dataset NAME --root ROOT (repeatable)")
+    evaluation = run_spot_eval(config, args.out, progress=not args.quiet)
+    print(evaluation.report.read_text())
+    print(f"report: {evaluation.report} (scores, predictions and fold settings next to it)")
+    return 0
+
+
+def _spot_demo(args: argparse.Namespace) -> int:
+    from .spotting.evaluate import run_spot_demo
+
+    evaluation = run_spot_demo(args.out, _spot_demo_config(args), progress=not args.quiet)
+    print(evaluation.report.read_text())
+    print(f"report: {evaluation.report} (the synthetic videos are under {evaluation.out_dir / 'data'})")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from .export import describe, export_onnx
     from .predict import Predictor, load_predictor
@@ -620,6 +662,54 @@ def _spot_parser(commands: Any) -> None:
     spot.set_defaults(run=_spot)
 
 
+def _spot_eval_parser(commands: Any) -> None:
+    from .spotting import available_spotters, available_spotting_datasets
+
+    evaluate = commands.add_parser(
+        "spot-eval", help="leave-one-subject-out spotting scores on long-video datasets (MEGC F1, STRS)",
+        description="Spot every long video of each dataset (its annotation sheet and frame folders under --root: "
+        "CAS(ME)^2 rawpic/sNN/NN_CODE..., SAMM-LV SAMM_longvideos/SSS_V, CAS(ME)^3 .../spNO.k/x/color) leave one "
+        "subject out with each --spotter (class durations and thresholds fitted on the other subjects), score per "
+        "dataset and pooled (MEGC2020 rule and one-to-one matching) and, with --recognise, spot-then-recognise "
+        "(STRS). Writes spotting_scores.csv, predictions_<spotter>.csv (MEGC CSV) and _full.csv, "
+        "fold_settings_<spotter>.csv, report.md and results.json into --out.")
+    evaluate.add_argument("--dataset", action="append", choices=list(available_spotting_datasets()),
+                          help="a spotting dataset (repeatable; each with its --root)")
+    evaluate.add_argument("--root", action="append", help="the folder holding the dataset's annotation sheet and "
+                          "frame folders (one per --dataset, in order)")
+    evaluate.add_argument("--spotter", action="append", choices=available_spotters(),
+                          help="a spotter (repeatable; default flow-roi)")
+    evaluate.add_argument("--weights", help="micronbert spotter: a pre-trained model folder (sets "
+                          "micronbert.model.weights; without it the model is randomly initialised)")
+    evaluate.add_argument("--device", choices=DEVICES, help="micronbert spotter: where the model runs")
+    evaluate.add_argument("--recognise", metavar="METHOD", help="also spot-then-recognise with this recognition "
+                          "method (`micronbert methods`; its options under recognition.* with --set)")
+    evaluate.add_argument("--backend", help="face backend of the tracking (sets track.backend; default opencv)")
+    evaluate.add_argument("--out", required=True, help="report folder")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_options(evaluate, "a YAML with datasets:, spotters:, flow_roi:, micronbert:, track:, recognise:, "
+                        "recognition:, emotions: sections")
+    evaluate.set_defaults(run=_spot_eval)
+
+
+def _spot_demo_parser(commands: Any) -> None:
+    demo = commands.add_parser(
+        "spot-demo", help="spotting and spot-then-recognise on synthetic long videos, with a report",
+        description="Write small CAS(ME)^2-like and SAMM-LV-like synthetic long videos (frame folders and sheets "
+        "the real readers read) into --out/data and run spot-eval on them with the flow-roi and micronbert "
+        "spotters and spot-then-recognise with the flowgrid method. The micronbert spotter's model is randomly "
+        "initialised unless --weights is given (the report says so). About 5 minutes on 2 CPU cores; --quick "
+        "under a minute.")
+    demo.add_argument("--out", default="spot_demo_out", help="output folder (default: spot_demo_out); the videos "
+                      "are reused when re-run with the same configuration")
+    demo.add_argument("--quick", action="store_true", help="tiny videos, a run of under a minute")
+    demo.add_argument("--weights", help="a pre-trained model folder for the micronbert spotter")
+    demo.add_argument("--backend", help="face backend of the tracking (default opencv)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_options(demo, "a YAML with casme_sq:, samm_lv: (LongVideoConfig fields) and evaluation: sections")
+    demo.set_defaults(run=_spot_demo)
+
+
 def _export_parser(commands: Any) -> None:
     export = commands.add_parser(
         "export", help="export a fine-tuned μ-BERT to ONNX for fast CPU inference (needs micronbert[export])",
@@ -652,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_demo_parser, _synth_parser, _prepare_parser, _pretrain_parser, _pretrain_index_parser,
                 _finetune_parser, _evaluate_parser, _predict_parser, _spot_parser, _export_parser,
-                _small_parsers):
+                _spot_eval_parser, _spot_demo_parser, _small_parsers):
         add(commands)
     return parser
 

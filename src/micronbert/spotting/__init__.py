@@ -3,6 +3,15 @@ and the spot-then-recognise score, the MEGC file formats, and the spotters (per-
 their post-processing into intervals, leave-one-subject-out spotting) (docs/SPOTTING.md)."""
 from __future__ import annotations
 
+from micronbert.spotting.evaluate import (
+    SpotDataset,
+    SpotDemoConfig,
+    SpotEvalConfig,
+    SpotEvaluation,
+    evaluate_spotting,
+    run_spot_demo,
+    run_spot_eval,
+)
 from micronbert.spotting.formats import (
     LOG_DATABASES,
     read_megc_csv,
@@ -51,6 +60,7 @@ from micronbert.spotting.peaks import (
     moilanen_threshold,
     suppress_overlaps,
 )
+from micronbert.spotting.recognise import StrEvaluation, spot_then_recognise
 from micronbert.spotting.recording import (
     RecordingSpot,
     SpotConfig,
@@ -87,6 +97,7 @@ from micronbert.spotting.spotters import (
     register_spotter,
     spot_loso,
 )
+from micronbert.spotting.videos import CropMemory, dataset_videos, video_folders
 
 __all__ = [
     "INTERVAL_COLUMNS",
@@ -99,6 +110,7 @@ __all__ = [
     "SPOTTERS",
     "STRS_RULES",
     "ClassSettings",
+    "CropMemory",
     "DroppedRow",
     "EmotionCounts",
     "FlowRoiConfig",
@@ -116,6 +128,10 @@ __all__ = [
     "Repair",
     "SignalCache",
     "SpotConfig",
+    "SpotDataset",
+    "SpotDemoConfig",
+    "SpotEvalConfig",
+    "SpotEvaluation",
     "SpotTrace",
     "SpotVideo",
     "Spotter",
@@ -123,11 +139,14 @@ __all__ = [
     "SpottingCounts",
     "SpottingDataset",
     "SpottingWarning",
+    "StrEvaluation",
     "StrsResult",
     "available_spotters",
     "available_spotting_datasets",
+    "dataset_videos",
     "drop_micro_within_macro",
     "duration_types",
+    "evaluate_spotting",
     "face_regions",
     "find_peaks",
     "get_spotter",
@@ -144,9 +163,12 @@ __all__ = [
     "recordings_in",
     "register_spotter",
     "roi_flow_signal",
+    "run_spot_demo",
+    "run_spot_eval",
     "scores_table",
     "spot_loso",
     "spot_recording",
+    "spot_then_recognise",
     "spotting_log",
     "spotting_scores",
     "spotting_scores_by_dataset",
@@ -155,6 +177,7 @@ __all__ = [
     "temporal_stride",
     "timeline_figure",
     "validate_intervals",
+    "video_folders",
     "write_megc_csv",
     "write_recording_spot",
     "write_spotting_log",
