@@ -1,10 +1,10 @@
 """Spotting evaluation on long-video datasets (``micronbert spot-eval``) and its synthetic demonstration
-(``micronbert spot-demo``), docs/SPOTTING.md §5.3.
+(``micronbert spot-demo``); see docs/SPOTTING.md.
 
 :func:`evaluate_spotting` runs, for one or more datasets (name and root: the annotation sheet and the frame folders
 below it) and one or more spotters, leave-one-subject-out spotting (:func:`~micronbert.spotting.spot_loso`: every
 subject's videos are spotted by a spotter fitted on the other subjects only), scores the predictions per dataset and
-pooled over the datasets with the MEGC2020 rule and with one-to-one matching (docs/SPOTTING.md §1.4, §1.5) and,
+pooled over the datasets with the MEGC2020 rule and with one-to-one matching (docs/SPOTTING.md) and,
 given a recognition method, the spot-then-recognise score STRS of each dataset whose micro-expressions carry emotions
 (:mod:`micronbert.spotting.recognise`). Every video is tracked and read once per frame distance: one
 :class:`~micronbert.spotting.SignalCache` per spotter, and the tracked crops of a video kept in memory while they fit
@@ -419,8 +419,8 @@ def report_markdown(evaluation: SpotEvaluation, recognise: object = None) -> str
     data and the notes."""
     lines = ["# Spotting evaluation", "",
              "Leave-one-subject-out: each subject's videos are spotted by a spotter whose class durations and "
-             "thresholds were fitted on the other subjects only (docs/SPOTTING.md §5). F1 pools TP, predictions and "
-             "GT over the videos of a dataset; `pooled` pools the datasets (docs/SPOTTING.md §1.4).", ""]
+             "thresholds were fitted on the other subjects only (docs/SPOTTING.md). F1 pools TP, predictions and "
+             "GT over the videos of a dataset; `pooled` pools the datasets (docs/SPOTTING.md).", ""]
     if evaluation.warnings:
         lines += ["## WARNINGS", "", *[f"- **{warning}**" for warning in evaluation.warnings], ""]
     for rule in RULES:
@@ -436,7 +436,7 @@ def report_markdown(evaluation: SpotEvaluation, recognise: object = None) -> str
     if recognise is not None:
         method = recognise if isinstance(recognise, str) else getattr(recognise, "name", str(recognise))
         lines += [f"## Spot-then-recognise (method {method})", "",
-                  "Micro-expressions only; STRS = spotting F1 × analysis F1 (docs/SPOTTING.md §2); rule `strs` is "
+                  "Micro-expressions only; STRS = spotting F1 × analysis F1 (docs/SPOTTING.md); rule `strs` is "
                   "the STRS-Metric reference, `one-to-one` counts every GT and matches one to one.", "",
                   "| spotter | dataset | classes | rule | TP/FP/FN | spotting F1 | analysis F1 | UF1 | STRS |",
                   "|---|---|---|---|---|---|---|---|---|"]

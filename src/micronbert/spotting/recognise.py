@@ -1,4 +1,4 @@
-"""Spot-then-recognise (STR, MEGC2024/2025; docs/SPOTTING.md §2, §5.2): the emotion of every spotted
+"""Spot-then-recognise (STR, MEGC2024/2025; docs/SPOTTING.md): the emotion of every spotted
 micro-expression, predicted by a recognition method trained leave-one-subject-out on the annotated micro-expressions,
 then scored with STRS (spotting F1 × analysis F1, :func:`micronbert.spotting.strs`).
 

@@ -1,7 +1,6 @@
 """The long videos of a spotting dataset as spotters read them: the frame folder of every video, and a
 :class:`~micronbert.spotting.SpotVideo` per folder whose frames are the aligned face crops that
-:func:`micronbert.data.faces.track_face` makes while following the face through the folder (docs/SPOTTING.md §1.2,
-§4.5).
+:func:`micronbert.data.faces.track_face` makes while following the face through the folder (docs/SPOTTING.md).
 
 Frame-folder layouts (the synthetic long videos of ``micronbert synth --long`` use the same ones):
 
@@ -19,7 +18,7 @@ Each pass over a video tracks the face again, unless its crops fit in a :class:`
 complete pass keeps them and later passes (a spotter reads a video once per new frame distance) read them from memory.
 With ``keep_every`` > 1 (a spotter's temporal stride, e.g. 7 for SAMM's 200 fps) only every ``keep_every``-th frame is
 read and tracked (the tracker then runs at fps / keep_every) and the others are ``None``: the spotters' signals never
-look at them (docs/SPOTTING.md §5.1 step 1).
+look at them (docs/SPOTTING.md).
 """
 from __future__ import annotations
 
