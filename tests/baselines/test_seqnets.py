@@ -30,7 +30,7 @@ from micronbert.baselines.seqnets import (
     load_pretrained_vgg16,
     stcnn_kernel_depth,
 )
-from micronbert.data.inputs.spec import INPUT_KINDS, InputSpec
+from micronbert.data.inputs.spec import InputSpec
 
 META = torch.device("meta")
 FLOW4 = ("u", "v", "magnitude", "strain")
@@ -301,17 +301,9 @@ def test_build_atnet_reads_the_grid_channels_and_steps_of_the_flow_cells_input()
         build_atnet(3, (ProposedSpec("apex", 32), ProposedSpec("flow_sequence", 8, ("u", "v"), 5)))
 
 
-@pytest.mark.skipif("flow_cells" not in INPUT_KINDS, reason="InputSpec does not know the proposed flow_cells kind yet")
-def test_atnet_card_counts_8_31_m_once_the_flow_cells_kind_exists():
+def test_atnet_card_counts_8_31_m():
     card = atnet_card()
     assert count_parameters(_on_meta(card)) == card.parameters
-
-
-def test_atnet_card_fails_clearly_while_the_flow_cells_kind_is_missing():
-    if "flow_cells" in INPUT_KINDS:
-        pytest.skip("InputSpec knows flow_cells")
-    with pytest.raises(ValueError, match="input kind"):
-        atnet_card()
 
 
 # ------------------------------------------------------------------------------------------------ pretrained VGG-16
