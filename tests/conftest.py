@@ -22,6 +22,15 @@ def shared_annotations() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def real_video() -> Path:
+    """The folder of real face videos (see its README); skips when absent."""
+    folder = _shared_dir() / "data" / "real_video"
+    if not folder.is_dir():
+        pytest.skip(f"real face videos not available ({folder} is absent)")
+    return folder
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _caches_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory):
     """Token, input and other caches that default to ~/.cache go to a folder of the test session instead."""

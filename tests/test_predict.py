@@ -207,16 +207,9 @@ def test_cli_prints_the_picked_apex_for_a_clip(trained: tuple[Path, Path], tmp_p
     assert str(tmp_path / "pictures") in printed and len(list((tmp_path / "pictures").glob("*.png"))) == 1
 
 
-def _shared_videos() -> Path:
-    folder = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_video"
-    if not folder.is_dir():
-        pytest.skip(f"real face videos not available ({folder} is absent)")
-    return folder
-
-
-def test_a_raw_clip_is_read_as_the_tracked_face(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_raw_clip_is_read_as_the_tracked_face(trained: tuple[Path, Path], tmp_path: Path, real_video: Path) -> None:
     predictor = load_predictor(trained[0])
-    video = _shared_videos() / "single_face.mp4"
+    video = real_video / "single_face.mp4"
 
     result = predict_clip(predictor, video)
 
@@ -235,8 +228,8 @@ def test_a_raw_clip_is_read_as_the_tracked_face(trained: tuple[Path, Path], tmp_
 
 
 def test_faceless_frames_of_a_raw_clip_are_reported_and_a_faceless_clip_refused(
-        trained: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
-    videos = _shared_videos()
+        trained: tuple[Path, Path], capsys: pytest.CaptureFixture, real_video: Path) -> None:
+    videos = real_video
     predictor = load_predictor(trained[0])
 
     result = predict_clip(predictor, videos / "face_noface.mov")

@@ -698,7 +698,7 @@ def _spot_demo_parser(commands: Any) -> None:
         description="Write small CAS(ME)^2-like and SAMM-LV-like synthetic long videos (frame folders and sheets "
         "the real readers read) into --out/data and run spot-eval on them with the flow-roi and micronbert "
         "spotters and spot-then-recognise with the flowgrid method. The micronbert spotter's model is randomly "
-        "initialised unless --weights is given (the report says so). About 5 minutes on 2 CPU cores; --quick "
+        "initialised unless --weights is given (the report says so). About 2 minutes on 2 CPU cores; --quick "
         "under a minute.")
     demo.add_argument("--out", default="spot_demo_out", help="output folder (default: spot_demo_out); the videos "
                       "are reused when re-run with the same configuration")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +19,9 @@ from micronbert.spotting import (
     write_recording_spot,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # The Pexels clip (472 frames at 23.98 fps): looking through its frames, the woman's smile rises from about video
 # frame 240 (neutral lips at 228) to a broad smile by frame 336 and holds it to the end.
 SMILE_RISE = (241, 337)  # frame numbers from 1
-
-
-@pytest.fixture(scope="module")
-def real_video() -> Path:
-    folder = Path(os.environ.get("MICRONBERT_SHARED", REPO_ROOT.parent / "shared")) / "data" / "real_video"
-    if not folder.is_dir():
-        pytest.skip(f"real face videos not available ({folder} is absent)")
-    return folder
 
 
 @pytest.fixture(scope="module")

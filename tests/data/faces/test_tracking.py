@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import av
@@ -27,18 +26,8 @@ from micronbert.data.faces.tracking import (
 )
 from micronbert.data.synthetic import NuisanceConfig, Scene, SyntheticFace, video_codec
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 BACKGROUND = (90, 90, 90)
 SIZE = 64  # crop side used in these tests
-
-
-@pytest.fixture(scope="module")
-def real_video() -> Path:
-    """The folder of real face videos beside the repository; skips when absent."""
-    folder = Path(os.environ.get("MICRONBERT_SHARED", REPO_ROOT.parent / "shared")) / "data" / "real_video"
-    if not folder.is_dir():
-        pytest.skip(f"real face videos not available ({folder} is absent)")
-    return folder
 
 
 @pytest.fixture(scope="module")
