@@ -118,7 +118,7 @@ def test_forward_at_a_small_resized_input_gives_logits(name: str):
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
-def test_one_step_of_the_default_recipe_reduces_the_loss_on_its_batch(name: str):
+def test_a_few_steps_of_the_default_recipe_reduce_the_loss_on_their_batch(name: str):
     card = CARDS[name]
     torch.manual_seed(0)
     model, specs = _small(card)
@@ -130,11 +130,13 @@ def test_one_step_of_the_default_recipe_reduces_the_loss_on_its_batch(name: str)
         torch.manual_seed(1)  # the same dropout masks before and after the step
         return torch.nn.functional.cross_entropy(model(*inputs), targets)
 
-    before = loss()
-    before.backward()
-    optimiser.step()
+    before = loss().item()
+    for _ in range(6):  # Adam's first steps move every weight by about lr, which can overshoot at 1e-3
+        optimiser.zero_grad()
+        loss().backward()
+        optimiser.step()
     with torch.no_grad():
-        assert loss().item() < before.item()
+        assert loss().item() < before
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
