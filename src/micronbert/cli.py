@@ -468,7 +468,8 @@ def _demo_parser(commands: Any) -> None:
     demo = commands.add_parser("demo", help="the whole pipeline on built-in synthetic data, with a report",
                                description="Generate a synthetic labelled dataset and unlabeled video, pre-train "
                                "the tiny model, run leave-one-subject-out for pre-trained μ-BERT, the same network "
-                               "untrained, STSTNet, the frame difference and the flow grid (several seeds each), "
+                               "untrained, STSTNet, LBP-TOP, the frame difference and the flow grid (several seeds "
+                               "each), "
                                "and write a report folder: results table and whether μ-BERT leads the untrained "
                                "network and the frame difference, confusion matrices, training curves, DMA/PoI maps. "
                                "Re-running with the same --out reuses finished stages.")
@@ -672,7 +673,9 @@ def _spot_eval_parser(commands: Any) -> None:
         "subject out with each --spotter (class durations and thresholds fitted on the other subjects), score per "
         "dataset and pooled (MEGC2020 rule and one-to-one matching) and, with --recognise, spot-then-recognise "
         "(STRS). Writes spotting_scores.csv, predictions_<spotter>.csv (MEGC CSV) and _full.csv, "
-        "fold_settings_<spotter>.csv, report.md and results.json into --out.")
+        "fold_settings_<spotter>.csv, report.md and results.json into --out. Each video's signal is saved under "
+        "--out/signals as it is computed: after an interruption the same command resumes at the first video it had "
+        "not finished.")
     evaluate.add_argument("--dataset", action="append", choices=list(available_spotting_datasets()),
                           help="a spotting dataset (repeatable; each with its --root)")
     evaluate.add_argument("--root", action="append", help="the folder holding the dataset's annotation sheet and "

@@ -3,8 +3,9 @@
 1. ``data/``: a synthetic CASME II-like labelled tree and unlabeled videos (:mod:`micronbert.data.synthetic`).
 2. ``pretrain/``: the ``tiny`` model pre-trained on the unlabeled videos (resumable).
 3. ``loso/<method>/seed<k>/``: leave-one-subject-out for μ-BERT (pre-trained), the same network from random
-   initialisation, STSTNet, the frame difference and the cell-averaged optical flow, each with several training
-   seeds (resumable per fold).
+   initialisation, STSTNet, LBP-TOP (the MEGC2019 baseline), the frame difference and the cell-averaged optical
+   flow, each with several training seeds (resumable per fold). OFF-ApexNet and Dual-Inception, at about 25 s and
+   30 s a run here, do not fit the demo's budget; ``methods`` adds them.
 4. The report at the top of the folder: ``results.md`` / ``results.json`` (UF1, UAR, accuracy per method as
    mean and min–max over seeds, and whether μ-BERT leads the random ViT and the frame difference by more than
    that spread), ``confusion_matrices.png``, ``training_curves.png`` (pre-training losses against the
@@ -120,7 +121,7 @@ class DemoConfig(Config):
     data: DemoDataConfig = field(default_factory=DemoDataConfig)
     model: ModelInitConfig = field(default_factory=lambda: ModelInitConfig("tiny", dict(DEMO_MODEL)))
     pretrain: DemoPretrainConfig = field(default_factory=DemoPretrainConfig)
-    methods: tuple[str, ...] = ("micronbert", "vit-scratch", "ststnet", "framediff", "flowgrid")
+    methods: tuple[str, ...] = ("micronbert", "vit-scratch", "ststnet", "lbptop", "framediff", "flowgrid")
     claim_against: tuple[str, ...] = CLAIM_AGAINST
     seeds: tuple[int, ...] = (0, 1, 2)
     finetune: dict[str, Any] = field(default_factory=lambda: json.loads(json.dumps(DEMO_FINETUNE)))
