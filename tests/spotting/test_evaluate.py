@@ -85,6 +85,44 @@ def test_files_agree_with_the_metric_and_each_video_is_tracked_once(demo_folder,
     assert "| flow-roi | casme_sq |" in result.report.read_text() and not result.warnings
 
 
+def test_an_interrupted_run_resumes_from_the_signals_it_left(demo_folder, tmp_path, monkeypatch):
+    data = list(roots(demo_folder).items())
+    spotter = get_spotter("flow-roi", FAST)
+    track = FaceTrackConfig(size=112)
+    computed: list[str] = []
+    signal = type(spotter).signal
+
+    def counted(self, video, ks):
+        computed.append(video.video)
+        if video.video == "006_1" and stop_at_samm:
+            raise KeyboardInterrupt
+        return signal(self, video, ks)
+
+    monkeypatch.setattr(type(spotter), "signal", counted)
+    stop_at_samm = True
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_spotting(data, [spotter], tmp_path, track=track)
+    assert sorted(computed[:2]) == ["s15_0101", "s16_0102"] and not (tmp_path / "results.json").exists()
+
+    stop_at_samm, computed[:] = False, []
+    resumed = evaluate_spotting(data, [spotter], tmp_path, track=track)
+    # CAS(ME)^2-like videos finished; 007_1 trained the fold that held 006_1 out, so its signal at that fold's frame
+    # distances was saved too (it is computed again only at the distances its own fold needs)
+    assert "006_1" in computed and not {"s15_0101", "s16_0102"} & set(computed)
+    assert any("signals of 3 video(s) were read from signals/" in note for note in resumed.notes)
+    tracking = json.loads((tmp_path / "results.json").read_text())["tracking"]
+    assert sorted((row["video"], row["tracked"]) for row in tracking) == [
+        ("006_1", 58), ("007_1", 58), ("s15_0101", 240), ("s16_0102", 240)]
+
+    computed[:] = []
+    fresh = evaluate_spotting(data, [spotter], tmp_path / "fresh", track=track)
+    assert sorted(set(computed)) == ["006_1", "007_1", "s15_0101", "s16_0102"]
+    pd.testing.assert_frame_equal(resumed.predictions["flow-roi"], fresh.predictions["flow-roi"])
+    computed[:] = []
+    evaluate_spotting(data, [spotter], tmp_path, track=FaceTrackConfig(size=96))
+    assert sorted(set(computed)) == ["006_1", "007_1", "s15_0101", "s16_0102"], "other tracking: nothing reused"
+
+
 def test_the_spot_eval_command_with_spot_then_recognise(demo_folder, tmp_path, capsys):
     out = tmp_path / "eval"
     status = main(["spot-eval", "--dataset", "casme_sq", "--root", str(roots(demo_folder)["casme_sq"]),
@@ -116,7 +154,8 @@ def test_the_spot_demo_command_reuses_its_videos_and_warns_about_a_random_model(
 
     printed = capsys.readouterr().out
     assert "SPOTTER MICRONBERT HAS NO PRE-TRAINED WEIGHTS" in printed and "RANDOMLY INITIALISED" in printed
-    assert "| micronbert | samm_lv |" in printed and "spot-then-recognise left out samm_lv" in printed
+    assert "| micronbert | samm_lv |" in printed
+    assert "| micronbert | samm_lv | happiness, surprise | strs |" in printed, "SAMM-LV emotions: the micro sheet"
     assert (demo_folder / "predictions_micronbert.csv").is_file()
     different = [item for value in [*TINY, "casme_sq.seed=3"] for item in ("--set", value)]
     assert main(["spot-demo", "--out", str(demo_folder), "--quick", "--quiet", *different]) == 2

@@ -17,6 +17,7 @@ from micronbert.spotting import (
     read_intervals_with_report,
     validate_intervals,
 )
+from tests.data.fixture_trees import write_workbook
 from tests.spotting.sheet_fixtures import (
     CASME3_FILE,
     CASME3C_FILE,
@@ -208,6 +209,39 @@ def test_samm_lv_rows_with_bad_ids_or_types_are_dropped(tmp_path: Path) -> None:
     assert "'interval one' is not of the form" in reasons[13]
     assert "'Other' is neither Micro nor Macro" in reasons[14]
     assert reasons[15] == "onset 'ten' is not a frame number" and reasons[16] == "offset 'thirty' is not a frame number"
+
+
+def _write_samm_micro_sheet(path: Path, rows: list[tuple[object, str, str]]) -> None:
+    """A SAMM micro-expression sheet (notes above the header on row 14) of (Subject, Filename, Estimated Emotion)."""
+    header = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
+              "Micro", "Action Units", "Estimated Emotion", "Objective Classes", "Notes"]
+    lines = [["SAMM Micro FACS Codes"]] + [[] for _ in range(12)] + [header]
+    lines += [[subject, clip, 1, 10, 20, 30, 21, "Micro", "4", emotion, 1, None] for subject, clip, emotion in rows]
+    write_workbook(path, [("FACS", lines)])
+
+
+def test_samm_lv_emotions_come_from_the_samm_micro_sheet_beside_it(tmp_path: Path) -> None:
+    write_samm_lv(tmp_path / "SAMM_LongVideos_V1_Release.xlsx", SAMM_LV_ROWS, "v1")
+    # 006_1_2 written without the subject's zeros; 011_2_1 on two rows (not used); 032_3_1 absent; a macro's name
+    _write_samm_micro_sheet(tmp_path / "SAMM_Micro_FACS_Codes_v2.xlsx", [
+        (6, "6_1_2", "Anger"), (11, "011_2_1", "Happiness"), (11, "011_2_1", "Surprise"), (6, "006_1_1", "Fear")])
+    table, report = read_intervals_with_report("samm_lv", tmp_path)
+    emotions = dict(zip(table["source"].str.extract(r"row (\d+)")[0].astype(int), table["emotion"], strict=True))
+    assert emotions[12] == "anger"  # 006_1_2, the micro-expression
+    assert pd.isna(emotions[11])  # 006_1_1 is a macro-expression: only micro-expressions take emotions
+    assert pd.isna(emotions[16]) and pd.isna(emotions[17])  # 032_3_1 absent, 011_2_1 ambiguous
+    notes = " ".join(report.notes)
+    assert "clip names on more than one row, not used: 011_2_1" in notes
+    assert "emotions of 1 of 3 micro-expressions from SAMM_Micro_FACS_Codes_v2.xlsx; none found for" in notes
+
+
+def test_samm_lv_without_a_micro_sheet_says_its_emotions_are_empty(tmp_path: Path) -> None:
+    sheet = write_samm_lv(tmp_path / "SAMM_LongVideos_V1_Release.xlsx", SAMM_LV_ROWS, "v1")
+    table, report = read_intervals_with_report("samm_lv", tmp_path)
+    assert table["emotion"].isna().all()
+    assert "no SAMM micro-expression sheet under" in " ".join(report.notes)
+    _, given_as_file = read_intervals_with_report("samm_lv", sheet)
+    assert "sheet was given as a file: SAMM micro-expression sheet not looked for" in " ".join(given_as_file.notes)
 
 
 # --- CAS(ME)^3 -------------------------------------------------------------------------------------------------

@@ -414,3 +414,28 @@ def test_micronbert_spotter_runs_the_same_pipeline() -> None:
     assert set(result.predictions["video"]) <= {"s1_v", "s2_v"}
     assert set(result.predictions["type"]) <= {"micro", "macro"}
     assert len(result.predictions) > 0
+
+
+def test_signal_cache_on_disk_is_read_back_only_under_its_key_and_scope(tmp_path) -> None:
+    signal = FrameSignal(np.array([[0.0, 1.0], [np.nan, 2.0], [3.0, 4.0]]), (2, 5), 7, 21)
+    SignalCache(tmp_path, scope="track A").store("flow", "s15/0101", signal)
+    again = SignalCache(tmp_path, scope="track A")
+    assert again.missing("flow", "s15/0101", [2, 5, 9]) == [9]
+    read = again.signal("flow", "s15/0101", [5, 2])
+    np.testing.assert_array_equal(read.values, signal.values[:, ::-1])
+    assert (read.stride, read.n_frames) == (7, 21) and again.read_from_disk == {"s15/0101"}
+    assert SignalCache(tmp_path, scope="track B").missing("flow", "s15/0101", [2]) == [2]
+    assert SignalCache(tmp_path, scope="track A").missing("change", "s15/0101", [2]) == [2]
+    assert SignalCache(tmp_path, scope="track A").missing("flow", "s15_0101", [2]) == [2], "another video's file"
+    assert not list(tmp_path.rglob("*.tmp")) and SignalCache().missing("flow", "s15/0101", [2]) == [2]
+
+
+def test_the_micronbert_signal_key_names_the_weights_not_the_object() -> None:
+    config = {"p_grid": [0.3]}
+    first, same = (get_spotter("micronbert", config, model=tiny_model()) for _ in range(2))
+    assert first.signal_key() == same.signal_key()
+    assert first.with_settings(first.settings).signal_key() == first.signal_key()
+    other = tiny_model()
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-3)
+    assert get_spotter("micronbert", config, model=other).signal_key() != first.signal_key()

@@ -16,10 +16,16 @@ counts, P, R, F1), per spotter ``predictions_<spotter>.csv`` (MEGC2023 CSV ``vid
 ``fold_settings_<spotter>.csv`` (each fold's class durations, apex positions and threshold factors), with STR
 ``str_predictions_<spotter>.csv`` (the STR CSV ``subject,video,onset,offset,emotion``) and ``str_scores.csv``;
 ``report.md`` (readable tables) and ``results.json`` (everything).
+
+Resuming: each video's signal is written to ``signals/`` as soon as it is computed (with what tracking found in the
+video), so a run interrupted after hours starts again, into the same folder with the same settings, at the first
+video it had not finished; the report says how many signals it read back. Other settings (spotter, tracking, frame
+folders, model weights) never read those files.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import time
@@ -156,6 +162,10 @@ class SpotEvaluation:
         return self.out_dir / "report.md"
 
 
+SIGNALS_DIR = "signals"
+TRACKING_FACTS = "tracking_facts.json"
+
+
 def evaluate_spotting(
     datasets: Sequence[SpotDataset | tuple[str, str | Path]],
     spotters: Sequence[Spotter],
@@ -187,16 +197,20 @@ def evaluate_spotting(
     warnings = [_random_model_warning(name) for name, spotter in named.items() if _random_micronbert(spotter)]
     truths, report_notes = _read_truths(specs)
     memory = CropMemory(crop_memory_mb)
-    videos = _Videos(specs, truths, track, memory, backend, progress)
+    videos = _Videos(specs, truths, track, memory, backend, progress, out / SIGNALS_DIR / TRACKING_FACTS)
     predictions, settings, scores, recognised = {}, {}, {}, {}
     str_notes: list[str] = []
     truth = pd.concat(truths.values(), ignore_index=True)
     for name, spotter in named.items():
-        cache = SignalCache()
+        cache = SignalCache(out / SIGNALS_DIR, scope=videos.scope(spotter))
         loso = []
         for spec in tqdm(specs, desc=f"spotting ({name})", unit="dataset", disable=not progress):
             result = spot_loso(videos.of(spec, spotter), truths[spec.name], spotter, cache)
             loso.append((spec.name, result))
+        if cache.read_from_disk:
+            report_notes.append(f"{name}: the signals of {len(cache.read_from_disk)} video(s) were read from "
+                                f"{SIGNALS_DIR}/, computed by an earlier run with the same settings (delete it to "
+                                "compute them again)")
         predictions[name] = _combined(loso, "predictions")
         settings[name] = _combined(loso, "settings")
         scores[name] = {rule: spotting_scores_by_dataset(predictions[name], truth, rule) for rule in RULES}
@@ -270,11 +284,14 @@ class _Videos:
     the same ones share the tracked crops in memory)."""
 
     def __init__(self, specs: Sequence[SpotDataset], truths: Mapping[str, pd.DataFrame], track: FaceTrackConfig,
-                 memory: CropMemory, backend: FaceBackend | None, progress: bool) -> None:
+                 memory: CropMemory, backend: FaceBackend | None, progress: bool, facts_file: Path) -> None:
         self.truths, self.track, self.memory, self.backend, self.progress = truths, track, memory, backend, progress
         self._built: dict[tuple[str, str, int], list[SpotVideo]] = {}
         self.folders: dict[str, dict[str, Path]] = {}
         self._specs = {spec.name: spec for spec in specs}
+        self._facts_file = facts_file
+        self._saved: dict[str, Any] = (dict(read_json_mapping(facts_file, "tracking facts of an earlier run"))
+                                       if facts_file.is_file() else {})
 
     def of(self, spec: SpotDataset, spotter: Spotter) -> list[SpotVideo]:
         """The videos of ``spec`` tracked with ``spotter``'s crop geometry and read at its stride."""
@@ -283,7 +300,8 @@ class _Videos:
         key = (spec.name, json.dumps(config.to_dict(), sort_keys=True), stride)
         if key not in self._built:
             videos = dataset_videos(spec.name, spec.frame_root, config, self.truths[spec.name], keep_every=stride,
-                                    memory=self.memory, backend=self.backend, progress=self.progress)
+                                    memory=self.memory, backend=self.backend, progress=self.progress,
+                                    on_pass=functools.partial(self._save_pass, spec.name))
             self._check_unique(spec.name, videos)
             self._built[key] = videos
             self.folders[spec.name] = {video.video: _frames_of(video).folder for video in videos}
@@ -297,16 +315,32 @@ class _Videos:
                 raise ValueError(f"datasets {other} and {name} share video ids {shared[:5]}; spotting scores and "
                                  "signal caches tell videos apart by id")
 
+    def scope(self, spotter: Spotter) -> str:
+        """What ``spotter``'s signals depend on besides its signal key: its face tracking and the datasets' frame
+        folders (for ``SignalCache``)."""
+        return json.dumps({"track": tracking_for(spotter, self.track).to_dict(),
+                           "datasets": {name: str(Path(spec.frame_root).resolve())
+                                        for name, spec in self._specs.items()}}, sort_keys=True)
+
     def facts(self) -> list[dict[str, Any]]:
-        """Per dataset and video: frames, missing numbers, frames tracked and without a face (last complete pass)."""
+        """Per dataset and video: frames, missing numbers, frames tracked and without a face (last complete pass,
+        else the one an earlier run saved with the signals it left)."""
         rows, seen = [], set()
         for (name, _, stride), videos in self._built.items():
             for video in videos:
                 if (name, video.video) in seen:
                     continue
                 seen.add((name, video.video))
-                rows.append({"dataset": name, "stride": stride, **_frames_of(video).facts()})
+                row = {"dataset": name, "stride": stride, **_frames_of(video).facts()}
+                if row["tracked"] is None:
+                    row.update(self._saved.get(f"{name}/{video.video}", {}))
+                rows.append(row)
         return rows
+
+    def _save_pass(self, name: str, facts: Mapping[str, Any]) -> None:
+        """Keep what a complete tracking pass of a video found, on disk too (atomically), for a resumed run."""
+        self._saved[f"{name}/{facts['video']}"] = {"tracked": facts["tracked"], "faceless": facts["faceless"]}
+        write_json_atomically(self._facts_file, self._saved)
 
     def notes(self) -> list[str]:
         """Annotated videos without a frame folder (their intervals count as missed), and faceless frames."""
@@ -336,6 +370,10 @@ def _combined(results: Sequence[tuple[str, LosoSpotting]], part: str) -> pd.Data
     return table[["dataset", *[column for column in table.columns if column != "dataset"]]]
 
 
+_SAMM_LV_EMOTIONS = (" (the SAMM-LV sheet has no emotion column: they are read from the SAMM micro-expression sheet, "
+                     "SAMM_Micro_FACS_Codes_v2.xlsx, put beside it)")
+
+
 def _recognise(predictions: pd.DataFrame, truths: Mapping[str, pd.DataFrame], folders: Mapping[str, Mapping],
                method: str | Callable[[FinetuneConfig, int], Any], config: FinetuneConfig,
                emotions: Mapping[str, str] | None, progress: bool) -> tuple[StrEvaluation | None, list[str]]:
@@ -343,8 +381,7 @@ def _recognise(predictions: pd.DataFrame, truths: Mapping[str, pd.DataFrame], fo
     a note for each dataset left out."""
     usable = [name for name, truth in truths.items() if len(str_classes(truth, emotions)) >= 2]
     notes = [f"spot-then-recognise left out {name}: its annotated micro-expressions carry fewer than two emotion "
-             "classes" + (" (the SAMM-LV sheet has no emotion column)" if name == "samm_lv" else "")
-             for name in truths if name not in usable]
+             "classes" + (_SAMM_LV_EMOTIONS if name == "samm_lv" else "") for name in truths if name not in usable]
     if not usable:
         return None, notes
     truth = pd.concat([truths[name] for name in usable], ignore_index=True)

@@ -37,6 +37,8 @@ from micronbert.data.datasets.casme3 import A_PATTERNS as CASME3_ME_LABEL_PATTER
 from micronbert.data.datasets.casme3 import C_PATTERNS as CASME3C_ME_PATTERNS
 from micronbert.data.datasets.casme_sq import ANNOTATION_PATTERNS as CASME_SQ_PATTERNS
 from micronbert.data.datasets.ids import casme3_clip, casme3_subject, plain_id, samm_subject
+from micronbert.data.datasets.samm import ANNOTATION_PATTERNS as SAMM_ME_PATTERNS
+from micronbert.data.datasets.samm import COLUMNS as SAMM_ME_COLUMNS
 from micronbert.data.datasets.sheets import (
     Sheet,
     cell_text,
@@ -150,6 +152,7 @@ class _Cells:
     has_apex: bool = True
     emotion: str | None = None
     au: str | None = None
+    clip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,8 @@ def _resolve(cells: _Cells, report: IntervalReport) -> dict[str, object] | None:
         return None
     apex_value, apex_source = _resolve_apex(cells, apex, peak, start, end, report)
     return {"video": cells.video, "subject": cells.subject, "type": cells.type, "onset": start, "apex": apex_value,
-            "offset": end, "emotion": cells.emotion, "au": cells.au, "apex_source": apex_source, "source": cells.row}
+            "offset": end, "emotion": cells.emotion, "au": cells.au, "apex_source": apex_source, "source": cells.row,
+            "clip": cells.clip}
 
 
 def _resolve_apex(
@@ -442,8 +446,43 @@ def _read_samm_lv(path: Path, report: IntervalReport) -> list[_Cells]:
             apex = values[names["apex"]] if names["apex"] else None
             cells.append(_Cells(row, ids[0], ids[1], kind, values[names["onset"]], values[names["offset"]], apex,
                                 has_apex=names["apex"] is not None,
-                                au=cell_text(values[names["au"]]) if names["au"] else None))
+                                au=cell_text(values[names["au"]]) if names["au"] else None,
+                                clip=cell_text(values[names["filename"]])))
     return cells
+
+
+def _fill_samm_lv_emotions(records: list[dict[str, object]], folder: Path | None, report: IntervalReport) -> None:
+    """Emotions of the micro-expressions from the SAMM micro-expression sheet (``SAMM_Micro_FACS_Codes_v2.xlsx``)
+    put beside the long-video sheet, matched on the clip name (``006_1_2``), as MEAN joins them: the long-video
+    sheet has no emotion column. A clip name that two rows of the micro-expression sheet share is not used."""
+    path = _companion(folder, SAMM_ME_PATTERNS, "SAMM micro-expression", report)
+    if path is None:
+        return
+    sheet = read_table(path, [SAMM_ME_COLUMNS["clip"], SAMM_ME_COLUMNS["emotion"]])
+    clip_column, emotion_column = (column(sheet, SAMM_ME_COLUMNS[key]) for key in ("clip", "emotion"))
+    emotions: dict[str, str | None] = {}
+    shared: set[str] = set()
+    for _, values in sheet.frame.iterrows():
+        clip = _samm_clip(values[clip_column])
+        if clip in emotions:
+            shared.add(clip)
+        emotions[clip] = _lower(values[emotion_column])
+    if shared:
+        report.note(f"{path.name}: clip names on more than one row, not used: {', '.join(sorted(shared))}")
+
+    def emotion_of(record: dict[str, object]) -> dict[str, object] | None:
+        clip = _samm_clip(record["clip"])
+        return {"emotion": emotions[clip]} if clip in emotions and clip not in shared else None
+
+    _fill_micro(records, emotion_of, path, report)
+
+
+def _samm_clip(cell: object) -> str:
+    """A SAMM clip name with its subject's leading zeros and the case as the SAMM sheets disagree on them
+    (``6_1_2`` and ``006_1_2`` are one clip)."""
+    text = (cell_text(cell) or "").strip().lower()
+    head, _, rest = text.partition("_")
+    return f"{int(head):03d}_{rest}" if head.isdigit() else text
 
 
 def _samm_ids(subject_cell: object, filename_cell: object) -> tuple[str, str] | str:
@@ -647,8 +686,9 @@ _DATASETS: Mapping[str, SpottingDataset] = {
     for dataset in (
         SpottingDataset("casme_sq", "CAS(ME)^2 long videos (CAS(ME)^2code_final.xlsx and its naming-rule sheets)",
                         30.0, (*CASME_SQ_PATTERNS, rf"casme_?sq_?gt{_ANNOTATION_SUFFIX}"), _read_casme_sq),
-        SpottingDataset("samm_lv", "SAMM Long Videos (SAMM_LongVideos_V1/V2/V3_Release.xlsx)", 200.0,
-                        SAMM_LV_PATTERNS, _read_samm_lv),
+        SpottingDataset("samm_lv", "SAMM Long Videos (SAMM_LongVideos_V1/V2/V3_Release.xlsx; emotions from the SAMM "
+                        "micro-expression sheet beside it)", 200.0, SAMM_LV_PATTERNS, _read_samm_lv,
+                        _fill_samm_lv_emotions),
         SpottingDataset("casme3", "CAS(ME)^3 Part A long videos: macro, micro and eye blinks (CAS(ME)3_part_A_v2.xls)",
                         30.0, CASME3_PATTERNS, _read_casme3, _fill_casme3_emotions),
         SpottingDataset("casme3c", "CAS(ME)^3 Part C mock-crime videos (CAS(ME)3_part_C.xls, sheet organize)", 30.0,

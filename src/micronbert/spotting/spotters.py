@@ -25,11 +25,15 @@ default 30) and peaks are mapped back to the video's frame numbers; interval len
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,6 +41,7 @@ import pandas as pd
 import torch
 
 from micronbert.config import Config
+from micronbert.io import atomic_path, read_json_mapping, write_json_atomically
 from micronbert.model.factory import ModelInitConfig
 from micronbert.spotting.intervals import validate_intervals
 from micronbert.spotting.metric import RULES, spotting_scores
@@ -208,27 +213,72 @@ class SpotterConfig(Config):
 
 class SignalCache:
     """Signal columns already computed, by spotter signal, video and k, so that the folds of ``spot_loso`` read each
-    video once per frame distance."""
+    video once per frame distance.
 
-    def __init__(self) -> None:
+    folder: where the columns are also kept on disk (one ``.npy`` file per video and k, written atomically, under a
+    sub-folder named by a digest of the signal key and ``scope``), so that an interrupted run resumes with the
+    videos it finished; None: in memory only. scope: what else the signal depends on that its key does not say (the
+    face tracking, the datasets' folders); a different scope never reads another one's files.
+    """
+
+    def __init__(self, folder: str | Path | None = None, scope: str = "") -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.scope = scope
         self._columns: dict[tuple[str, str, int], np.ndarray] = {}
         self._shape: dict[tuple[str, str], tuple[int, int]] = {}
+        self.read_from_disk: set[str] = set()
 
     def missing(self, key: str, video: str, ks: Iterable[int]) -> list[int]:
-        """The frame distances not stored yet."""
-        return sorted({k for k in ks if (key, video, k) not in self._columns})
+        """The frame distances not stored yet (in memory, or on disk, from where they are then read)."""
+        return sorted({k for k in ks if not self._has(key, video, k)})
 
     def store(self, key: str, video: str, signal: FrameSignal) -> None:
-        """Keep every column of ``signal``."""
+        """Keep every column of ``signal`` (and write it to disk when the cache has a folder)."""
         self._shape[(key, video)] = (signal.stride, signal.n_frames)
         for k in signal.ks:
             self._columns[(key, video, k)] = signal.column(k)
+        if self.folder is not None:
+            place = self._place(key)
+            for k in signal.ks:
+                with atomic_path(place / f"{_file_stem(video)}.k{k}.npy") as temporary, temporary.open("wb") as file:
+                    np.save(file, signal.column(k), allow_pickle=False)
+            write_json_atomically(place / f"{_file_stem(video)}.json",
+                                  {"video": video, "stride": signal.stride, "n_frames": signal.n_frames})
 
     def signal(self, key: str, video: str, ks: Sequence[int]) -> FrameSignal:
         """The stored columns ``ks`` as one signal."""
         stride, n_frames = self._shape[(key, video)]
         values = np.stack([self._columns[(key, video, k)] for k in ks], axis=1)
         return FrameSignal(values, tuple(ks), stride, n_frames)
+
+    def _has(self, key: str, video: str, k: int) -> bool:
+        if (key, video, k) in self._columns:
+            return True
+        if self.folder is None:
+            return False
+        place = self._place(key)
+        column, shape = place / f"{_file_stem(video)}.k{k}.npy", place / f"{_file_stem(video)}.json"
+        if not (column.is_file() and shape.is_file()):
+            return False
+        facts = read_json_mapping(shape, "spotting signal cache entry")
+        if facts.get("video") != video:
+            return False
+        self._columns[(key, video, k)] = np.load(column, allow_pickle=False)
+        self._shape[(key, video)] = (int(facts["stride"]), int(facts["n_frames"]))
+        self.read_from_disk.add(video)
+        return True
+
+    def _place(self, key: str) -> Path:
+        assert self.folder is not None
+        return self.folder / hashlib.sha1(f"{self.scope}\n{key}".encode()).hexdigest()[:16]
+
+
+_RUN_TOKEN = uuid.uuid4().hex  # tells this interpreter's objects from those of any other run
+
+
+def _file_stem(video: str) -> str:
+    """A file name for a video id (ids are checked to be unique; characters a file system rejects become _)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", video)
 
 
 # --- spotters ----------------------------------------------------------------------------------------------------
@@ -489,6 +539,7 @@ class MicronBertSpotter(Spotter):
                  settings: Mapping[str, ClassSettings] | None = None, model: torch.nn.Module | None = None) -> None:
         super().__init__(config, settings)
         self._model = model
+        self._digest: str | None = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -499,14 +550,29 @@ class MicronBertSpotter(Spotter):
         return self._model
 
     def with_settings(self, settings: Mapping[str, ClassSettings]) -> Spotter:
-        return type(self)(self.config, settings, model=self._model)
+        copy = type(self)(self.config, settings, model=self._model)
+        copy._digest = self._digest
+        return copy
+
+    def model_digest(self) -> str:
+        """A digest of the model's weights, the same in every process for the same weights (a signal on disk is
+        reused only for the model that computed it). A model without a state (an ONNX export) is told apart by
+        object, so its signals are never reused by another process."""
+        if self._digest is None:
+            state = self.model.state_dict()
+            digest = hashlib.sha1(b"" if state else f"object {id(self.model)} of run {_RUN_TOKEN}".encode())
+            for name, tensor in state.items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            self._digest = digest.hexdigest()[:16]
+        return self._digest
 
     def signal(self, video: SpotVideo, ks: Sequence[int]) -> FrameSignal:
         return micronbert_signal(self.model, video.stream(), ks, fps=video.fps, config=self.config.change,
                                  target_fps=self.config.target_fps)
 
     def signal_key(self) -> str:
-        return _key(self.name, self.config.change, self.config.target_fps) + f"#model{id(self.model)}"
+        return _key(self.name, self.config.change, self.config.target_fps) + f"#model{self.model_digest()}"
 
 
 # --- leave one subject out ---------------------------------------------------------------------------------------

@@ -166,15 +166,16 @@ class CropMemory:
 class FolderFrames:
     """The stream of one frame folder's aligned face crops, one per frame number from the first to the last file
     (``None`` for a missing number, a frame without a face or a frame that ``keep_every`` skips). Callable: each
-    call starts a new pass. ``facts`` says what the last complete tracking pass found."""
+    call starts a new pass. ``facts`` says what the last complete tracking pass found; ``on_pass(facts)`` is called
+    after each complete pass."""
 
     def __init__(self, video: str, folder: Path, fps: float, track: FaceTrackConfig, keep_every: int = 1,
                  memory: CropMemory | None = None, backend: FaceBackend | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, on_pass: Callable[[dict[str, Any]], None] | None = None) -> None:
         check_positive_int("keep_every", keep_every)
         self.video, self.folder, self.fps, self.keep_every = video, folder, fps, keep_every
         self.track = dataclasses.replace(track, fps=fps / keep_every)
-        self.memory, self.backend, self.progress = memory, backend, progress
+        self.memory, self.backend, self.progress, self.on_pass = memory, backend, progress, on_pass
         paths = sort_frames(path for path in folder.iterdir() if path.is_file() and is_frame_file(path))
         if not paths:
             raise ValueError(f"{folder}: folder holds no frames")
@@ -228,26 +229,29 @@ class FolderFrames:
         except NoFaceError:
             pass  # every crop was None already: the video is spotted as faceless and reported in facts
         self._facts.update(tracked=len(numbers), faceless=faceless)
+        if self.on_pass is not None:
+            self.on_pass(self.facts())
         if keep is not None and self.memory is not None:
             self.memory.store(self.key(), keep, n_bytes)
 
 
 def dataset_videos(name: str, root: str | Path, track: FaceTrackConfig | None = None,
                    truth: pd.DataFrame | None = None, *, keep_every: int = 1, memory: CropMemory | None = None,
-                   backend: FaceBackend | None = None, progress: bool = False) -> list[SpotVideo]:
+                   backend: FaceBackend | None = None, progress: bool = False,
+                   on_pass: Callable[[dict[str, Any]], None] | None = None) -> list[SpotVideo]:
     """One SpotVideo per frame folder of dataset ``name`` below ``root`` (``video_folders``), sorted by id: the
     dataset's frame rate (``available_spotting_datasets``), the subject of the video's rows in ``truth`` (else the
     one its folder names), ``first_frame`` the folder's first frame number, and ``frames`` a :class:`FolderFrames`
     streaming the face crops of ``track`` (default ``FaceTrackConfig()``; its ``fps`` is set from the dataset).
 
     ``keep_every``, ``memory``: see the module docstring; ``backend`` replaces ``track.backend``'s face backend;
-    ``progress`` shows a bar per tracking pass."""
+    ``progress`` shows a bar per tracking pass; ``on_pass(facts)`` is called after each complete pass of a video."""
     fps = get_spotting_dataset(name).fps
     track = track if track is not None else FaceTrackConfig()
     owners = _truth_subjects(truth)
     videos = []
     for video, (folder, subject) in _video_folders_with_subjects(name, root).items():
-        frames = FolderFrames(video, folder, fps, track, keep_every, memory, backend, progress)
+        frames = FolderFrames(video, folder, fps, track, keep_every, memory, backend, progress, on_pass)
         videos.append(SpotVideo(video, fps, frames, subject=owners.get(video, subject), first_frame=frames.first))
     return videos
 

@@ -21,6 +21,8 @@ from micronbert.data.synthetic.long import (
     GROUND_TRUTH_FILE,
     SAMM_LV_SHEET,
     SAMM_LV_SHEET_NAME,
+    SAMM_ME_HEADER,
+    SAMM_ME_SHEET,
     LongVideoConfig,
     read_long_ground_truth,
     scene_from_long_ground_truth,
@@ -100,8 +102,11 @@ def test_the_spotting_reader_reads_back_the_expressions_of_the_ground_truth(data
     assert (read["apex_source"] == "annotated").all()
     if layout == "casme_sq":
         assert list(read["emotion"]) == list(expressions["objective_class"])
-    else:
-        assert read["emotion"].isna().all()
+    else:  # from the SAMM micro-expression sheet beside the long-video sheet, for the micro-expressions
+        micro = read["type"] == "micro"
+        assert list(read.loc[micro, "emotion"]) == list(expressions.loc[micro, "emotion"])
+        assert read.loc[~micro, "emotion"].isna().all()
+        assert f"emotions of {int(micro.sum())} of {int(micro.sum())} micro-expressions" in " ".join(report.notes)
     assert sorted(set(read["video"])) == sorted(dataset.video_ids)
 
 
@@ -154,6 +159,10 @@ def test_samm_lv_sheet_has_the_real_layout(datasets):
         assert isinstance(subject, str) and len(subject) == 3 and filename.startswith(f"{subject}_{inducement}_")
         assert all(isinstance(v, int) for v in (inducement, onset, apex, offset))
         assert duration == f"=SUM(F{line}-D{line})+1" and kind in {"Micro - 1/2", "Macro"}
+    micro_rows = _cells(dataset.root / SAMM_ME_SHEET)["FACS"]
+    assert list(micro_rows[13]) == list(SAMM_ME_HEADER)
+    assert sorted(row[1] for row in micro_rows[14:]) == sorted(row[1] for row in data if row[7] == "Micro - 1/2")
+    assert all(isinstance(row[0], int) and row[9][0].isupper() for row in micro_rows[14:])
 
 
 # --- frames and videos -------------------------------------------------------------------------------------------
@@ -301,7 +310,7 @@ def test_a_sheet_only_samm_lv_dataset_at_200_fps(tmp_path):
                              write_frame_folders=False, write_mp4=False)
     dataset = write_long_videos(tmp_path / "samm", config)
     assert dataset.fps == 200 and dataset.n_frames == 4000 and not dataset.frame_folders and not dataset.video_files
-    assert sorted(p.name for p in dataset.root.iterdir()) == sorted([SAMM_LV_SHEET, GROUND_TRUTH_FILE,
+    assert sorted(p.name for p in dataset.root.iterdir()) == sorted([SAMM_LV_SHEET, SAMM_ME_SHEET, GROUND_TRUTH_FILE,
                                                                       "synth_long_config.json"])
     table, report = read_intervals_with_report("samm_lv", dataset.root)
     truth = read_long_ground_truth(dataset.root)

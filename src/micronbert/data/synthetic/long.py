@@ -21,6 +21,7 @@ Layout ``samm_lv`` (200 fps)::
 
     out_dir/
       SAMM_LongVideos_V1_Release.xlsx sheet FACS_Movement_Only: notes on rows 1-9, header on row 10
+      SAMM_Micro_FACS_Codes_v2.xlsx   the micro-expressions with their Estimated Emotion: header on row 14
       SAMM_longvideos/006_1/006_1_0001.jpg ...             frame numbers from 1, at least 4 digits
       videos/006_1.mp4
       synthetic_long_ground_truth.json
@@ -96,6 +97,10 @@ SAMM_LV_NOTES: tuple[tuple[str | None, ...], ...] = (
     (None, None, None, None, None, "NOTE: Subjects with Apex Frame not annotated were labelled as -1."), (), (),
 )
 SAMM_LV_TYPES: Mapping[str, str] = MappingProxyType({"micro": "Micro - 1/2", "macro": "Macro"})
+SAMM_ME_SHEET = "SAMM_Micro_FACS_Codes_v2.xlsx"
+SAMM_ME_HEADER = ("Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
+                  "Micro", "Action Units", "Estimated Emotion", "Objective Classes", "Notes")
+SAMM_ME_NOTES_ROWS = 13
 SAMM_LV_SUBJECTS = tuple(f"{number:03d}" for number in range(6, 38) if number not in (27, 29))
 SAMM_LV_INDUCEMENTS = 7
 
@@ -517,6 +522,7 @@ def _write_sheet(root: Path, config: LongVideoConfig, entries: Sequence[Mapping]
         _save_workbook(root / CASME_SQ_SHEET, _casme_sq_sheets(config, entries))
         return CASME_SQ_SHEET
     _save_workbook(root / SAMM_LV_SHEET, [(SAMM_LV_SHEET_NAME, _samm_lv_rows(entries))])
+    _save_workbook(root / SAMM_ME_SHEET, [("FACS", _samm_micro_rows(entries))])
     return SAMM_LV_SHEET
 
 
@@ -560,6 +566,19 @@ def _samm_lv_rows(entries: Sequence[Mapping]) -> list[list]:
         rows.append([entry["subject"], event["sheet_name"], int(entry["stimulus"]), event["onset"], event["apex"],
                      event["offset"], f"=SUM(F{line}-D{line})+1", SAMM_LV_TYPES[event["type"]],
                      event["action_units"], None])
+    return rows
+
+
+def _samm_micro_rows(entries: Sequence[Mapping]) -> list[list]:
+    """The SAMM micro-expression sheet of the micro-expressions (notes on rows 1-13, the header on row 14): the
+    emotions that the long-video sheet lacks, as the CASME II-style emotion capitalised as SAMM writes it."""
+    rows: list[list] = [["SAMM Micro FACS Codes (synthetic)"]] + [[] for _ in range(SAMM_ME_NOTES_ROWS - 1)]
+    rows.append(list(SAMM_ME_HEADER))
+    for entry, event in _sheet_events(entries):
+        if event["type"] == "micro":
+            rows.append([int(entry["subject"]), event["sheet_name"], int(entry["stimulus"]), event["onset"],
+                         event["apex"], event["offset"], event["offset"] - event["onset"] + 1, "Micro",
+                         event["action_units"], event["emotion"].capitalize(), None, None])
     return rows
 
 
