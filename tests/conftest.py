@@ -9,26 +9,24 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _shared_dir() -> Path:
-    return Path(os.environ.get("MICRONBERT_SHARED", REPO_ROOT.parent / "shared"))
+def _shared_folder(name: str, what: str) -> Path:
+    """``../shared/data/<name>`` (or under ``MICRONBERT_SHARED``); skips the test, naming ``what``, when absent."""
+    folder = Path(os.environ.get("MICRONBERT_SHARED", REPO_ROOT.parent / "shared")) / "data" / name
+    if not folder.is_dir():
+        pytest.skip(f"{what} not available ({folder} is absent)")
+    return folder
 
 
 @pytest.fixture(scope="session")
 def shared_annotations() -> Path:
     """The folder of real annotation files published by the dataset owners; skips when absent."""
-    folder = _shared_dir() / "data" / "annotations"
-    if not folder.is_dir():
-        pytest.skip(f"real annotation files not available ({folder} is absent)")
-    return folder
+    return _shared_folder("annotations", "real annotation files")
 
 
 @pytest.fixture(scope="session")
 def real_video() -> Path:
     """The folder of real face videos (see its README); skips when absent."""
-    folder = _shared_dir() / "data" / "real_video"
-    if not folder.is_dir():
-        pytest.skip(f"real face videos not available ({folder} is absent)")
-    return folder
+    return _shared_folder("real_video", "real face videos")
 
 
 @pytest.fixture(autouse=True, scope="session")
